@@ -34,6 +34,15 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("vault-audit: interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as error:  # an unexpected failure still reads as one line
+            logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            click.echo(
+                f"vault-audit: unexpected error: {type(error).__name__}: {message}", err=True
+            )
+            sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,3 +106,267 @@ def pass_settings(command: F) -> F:
 
 
 # Commands are registered below, one section per command, in the order a user meets them.
+
+
+# --- ingest -------------------------------------------------------------------------------
+
+
+@main.command()
+@db_option
+@click.option(
+    "--kind",
+    type=click.Choice(
+        ["vault-events", "access-log", "supabase-audit", "supabase-sessions", "device-sessions"]
+    ),
+    default=None,
+    help="Input kind; detected from the columns when left out.",
+)
+@click.option("--snapshot-at", default=None, help="Time a snapshot file was taken (RFC 3339).")
+@click.option(
+    "--jwks",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JWKS file of the public keys that sign the tokens.",
+)
+@click.option(
+    "--jwt-secret-env",
+    default=None,
+    metavar="VAR",
+    help="Environment variable holding the HS256 JWT secret.",
+)
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@pass_settings
+def ingest(
+    settings: Settings, kind: str | None, snapshot_at: str | None, files: tuple[str, ...]
+) -> None:
+    """Load input FILES into the store (exit 1 when records were quarantined)."""
+    from vault_audit import store
+    from vault_audit.ingest import ingest_files, parse_snapshot_time
+
+    if not files:
+        raise click.UsageError("give at least one FILE")
+    when = parse_snapshot_time(snapshot_at) if snapshot_at else None
+
+    def report(result: Any) -> None:
+        click.echo(
+            f"{result.source}: {result.kind}, {result.records_read} read, "
+            f"{result.accepted} accepted, {result.duplicates} duplicate, "
+            f"{result.quarantined} quarantined ({result.seconds:.1f} s)"
+        )
+
+    with store.opened(
+        settings.db,
+        busy_timeout=settings.busy_timeout,
+        memory_limit=settings.memory_limit,
+        threads=settings.threads,
+    ) as connection:
+        results = ingest_files(
+            connection, files, kind=kind, settings=settings, snapshot_at=when, on_result=report
+        )
+    if any(result.quarantined for result in results):
+        sys.exit(1)
+
+
+# --- check, exposure, sessions ------------------------------------------------------------
+
+
+def _existing_store(settings: Settings) -> None:
+    """Judging needs a store that ingest created; a missing one is an input error."""
+    from pathlib import Path
+
+    from vault_audit.errors import StoreError
+
+    if not Path(settings.db).is_file():
+        raise StoreError(f"no vault-audit store at {settings.db}; run `vault-audit ingest` first")
+
+
+def _moment_option(value: str | None, name: str) -> Any:
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an RFC 3339 time or a date", param_hint=name
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _emit(text: str | None) -> None:
+    if text is not None:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@db_option
+@policy_options
+@click.option(
+    "--detail",
+    type=click.Choice(["findings", "uses"]),
+    default="findings",
+    help="One record per finding (default) or per classified token use.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "parquet", "ocsf"]),
+    default="table",
+    help="Output format; json is one array of records; parquet needs --output.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=str),
+    default=None,
+    help="Write to FILE instead of standard output.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["anomalous", "needs_review", "never"]),
+    default="anomalous",
+    help="Exit 1 when a reported finding reaches this verdict (default anomalous).",
+)
+@click.option("--new-only", is_flag=True, help="Report only findings no earlier check reported.")
+@click.option("--since", default=None, help="Judge token uses at or after this time.")
+@click.option("--until", default=None, help="Judge token uses before this time.")
+@click.option(
+    "--suppress",
+    "suppress_file",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="TOML file of [[suppress]] entries (user, device_session, reason, justification, "
+    "expires).",
+)
+@pass_settings
+def check(
+    settings: Settings,
+    detail: str,
+    fmt: str,
+    output: str | None,
+    fail_on: str,
+    new_only: bool,
+    since: str | None,
+    until: str | None,
+    suppress_file: str | None,
+) -> None:
+    """Classify token uses after device-session revocations and report the findings.
+
+    Exit 0 when no reported finding reaches --fail-on, 1 when one does, 2 for bad usage
+    or an unreadable store.
+    """
+    import datetime as dt
+    from pathlib import Path
+
+    import polars as pl
+
+    from vault_audit import correlate, findings_output, store
+    from vault_audit.errors import UsageError
+
+    if fmt == "parquet" and output is None:
+        raise UsageError("--format parquet needs --output FILE")
+    if fmt == "ocsf" and detail != "findings":
+        raise UsageError("--format ocsf writes findings; use it with --detail findings")
+    start, end = _moment_option(since, "--since"), _moment_option(until, "--until")
+    if start and end and start >= end:
+        raise UsageError("--since must be before --until")
+    suppressions: list[findings_output.Suppression] = []
+    if suppress_file:
+        suppressions, warnings = findings_output.load_suppressions(
+            Path(suppress_file), today=dt.datetime.now(dt.timezone.utc).date()
+        )
+        for warning in warnings:
+            click.echo(f"vault-audit: warning: {warning}", err=True)
+    _existing_store(settings)
+
+    with store.opened(
+        settings.db,
+        busy_timeout=settings.busy_timeout,
+        memory_limit=settings.memory_limit,
+        threads=settings.threads,
+    ) as connection:
+        result = correlate.run_check(connection, settings, since=start, until=end)
+        findings, suppressed = findings_output.without_suppressed(
+            correlate.load_findings(connection), suppressions
+        )
+        if new_only:
+            fresh = correlate.new_finding_ids(connection)
+            findings = findings.filter(pl.col("finding_id").is_in(list(fresh)))
+
+        if detail == "uses":
+            uses = correlate.load_classified_uses(connection).filter(
+                pl.col("finding_id").is_in(findings["finding_id"].to_list())
+            )
+            shaped = findings_output.shape(uses, findings_output.USE_FIELDS)
+        else:
+            shaped = findings_output.shape(findings, findings_output.FINDING_FIELDS)
+        text = findings_output.write_output(
+            shaped,
+            fmt,
+            output=Path(output) if output else None,
+            kind=detail,
+            title="vault-audit findings" if detail == "findings" else "vault-audit token uses",
+        )
+        correlate.mark_reported(connection, result.check_run_id, findings["finding_id"].to_list())
+
+    _emit(text)
+    if suppressed:
+        click.echo(f"vault-audit: {suppressed} suppressed", err=True)
+    failing = {"anomalous": {"anomalous"}, "needs_review": {"anomalous", "needs_review"}}
+    if findings["verdict"].is_in(list(failing.get(fail_on, set()))).any():
+        sys.exit(1)
+
+
+@main.command()
+@db_option
+@policy_options
+@click.option("--user", "user_id", default=None, help="Only this user's revocations.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@pass_settings
+def exposure(settings: Settings, user_id: str | None, fmt: str) -> None:
+    """One row per revocation: when, by whom, how long its tokens stay valid, and the
+    token uses inside that window."""
+    from vault_audit import correlate, findings_output, store
+
+    _existing_store(settings)
+    with store.opened(
+        settings.db,
+        busy_timeout=settings.busy_timeout,
+        memory_limit=settings.memory_limit,
+        threads=settings.threads,
+    ) as connection:
+        with store.transaction(connection):
+            correlate.materialize(connection, settings)
+        rows = correlate.load_exposure(connection, user_id=user_id)
+    shaped = findings_output.shape(rows, findings_output.EXPOSURE_FIELDS)
+    _emit(
+        findings_output.write_output(
+            shaped, fmt, output=None, kind="exposure", title="exposure windows of revocations"
+        )
+    )
+
+
+@main.command()
+@db_option
+@click.option("--user", "user_id", required=True, help="The user whose device sessions to list.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@pass_settings
+def sessions(settings: Settings, user_id: str, fmt: str) -> None:
+    """A user's device-session records as the user sees them: current, active or
+    revoked, and when each was last seen."""
+    from vault_audit import correlate, findings_output, store
+
+    _existing_store(settings)
+    with store.opened(
+        settings.db,
+        busy_timeout=settings.busy_timeout,
+        memory_limit=settings.memory_limit,
+        threads=settings.threads,
+    ) as connection:
+        rows = correlate.device_session_inventory(connection, user_id)
+    shaped = findings_output.shape(rows, findings_output.SESSION_FIELDS)
+    _emit(
+        findings_output.write_output(
+            shaped, fmt, output=None, kind="sessions", title=f"device sessions of {user_id}"
+        )
+    )

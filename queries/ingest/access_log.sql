@@ -1,0 +1,43 @@
+-- API requests that presented a JWT, typed, with the reason a record cannot be used.
+-- `stage` holds no raw token: only a pair of hashes naming it within this file and
+-- whether it had the shape of a JWS. `token_map` turns that pair into the token's
+-- SHA-256, computed once per distinct token, and `token_checks` says why a token
+-- could not be decoded.
+select
+    s.line,
+    case
+        when s.parse_error is not null then s.parse_error
+        when va_blank(s.request_id) then 'missing key field: request_id'
+        when va_blank(s.at) then 'missing key field: at'
+        when va_time(s.at) is null then 'unparsable time in at'
+        when va_blank(s.decision) then 'missing key field: decision'
+        when lower(trim(s.decision)) not in ('allow', 'deny') then 'unknown decision value'
+        when not va_blank(s.status) and try_cast(trim(s.status) as integer) is null
+            then 'status is not an integer'
+        when s.token_form is null
+            then 'missing token: give token, authorization, or claims with token_sha256'
+        when s.token_form = 'bad_authorization' then 'authorization is not a Bearer token'
+        when s.token_form = 'jwt' and not s.jws_shape then 'token is not a JWT'
+        when s.token_form = 'jwt' and c.error is not null then c.error
+        when s.token_form = 'claims' and not va_is_object(s.claims)
+            then 'claims is not a JSON object'
+        when s.token_form = 'claims' and va_blank(s.given_sha256)
+            then 'missing key field: token_sha256'
+        when s.token_form = 'claims' and not regexp_full_match(s.given_sha256, '[0-9a-f]{64}')
+            then 'token_sha256 is not a SHA-256 hex digest'
+    end as reason,
+    trim(s.request_id) as request_id,
+    va_time(s.at) as used_at,
+    upper(nullif(trim(s.method), '')) as method,
+    s.path,
+    try_cast(trim(s.status) as integer) as status,
+    lower(trim(s.decision)) as decision,
+    nullif(trim(s.ip), '') as ip,
+    s.user_agent,
+    nullif(trim(s.workspace_id), '') as workspace_id,
+    nullif(trim(s.resource), '') as resource,
+    case when s.token_form = 'jwt' then m.token_sha256 else s.given_sha256 end as token_sha256,
+    case when s.token_form = 'claims' then s.claims end as claims
+from stage as s
+left join token_map as m on m.token_key = s.token_key and m.token_key2 = s.token_key2
+left join token_checks as c on c.token_sha256 = m.token_sha256

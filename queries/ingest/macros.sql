@@ -1,0 +1,59 @@
+-- Helpers every ingest query uses, created as temporary macros on the connection.
+
+-- Missing: null or only blanks.
+create or replace temp macro va_blank(v) as v is null or trim(v) = '';
+
+-- A time as the contract accepts it: RFC 3339 with any offset, or epoch seconds.
+-- A time without an offset (Postgres `timestamp without time zone`) is read as UTC.
+-- Null when missing or unparsable; callers tell the two apart with va_blank.
+create or replace temp macro va_time(v) as
+    case
+        when va_blank(v) then null
+        when regexp_full_match(trim(v), '-?[0-9]+(\.[0-9]+)?')
+            then try(to_timestamp(try_cast(trim(v) as double)))
+        else try_cast(trim(v) as timestamptz)
+    end;
+
+-- True when a present value is not a usable time.
+create or replace temp macro va_bad_time(v) as not va_blank(v) and va_time(v) is null;
+
+-- True for the text of a JSON object. The case keeps json_type off invalid text.
+create or replace temp macro va_is_object(v) as
+    case when json_valid(v) then json_type(v) = 'OBJECT' else false end;
+
+-- The compact token inside an `Authorization: Bearer <jwt>` value.
+create or replace temp macro va_bearer(v) as
+    nullif(regexp_extract(v, '^\s*[Bb][Ee][Aa][Rr][Ee][Rr]\s+(\S+)\s*$', 1), '');
+
+-- The shape of a JWS in compact form: three base64url parts.
+create or replace temp macro va_jws_shape(t) as
+    regexp_full_match(t, '[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*');
+
+-- base64url (no padding) to text, null when it is not base64 or not UTF-8.
+create or replace temp macro va_b64url_text(s) as
+    try(decode(from_base64(
+        replace(replace(s, '-', '+'), '_', '/') || repeat('=', (4 - length(s) % 4) % 4)
+    )));
+
+-- Text that may hold a token, fit for the quarantine: tokens and bearer values
+-- masked, and long records cut.
+create or replace temp macro va_mask(v) as
+    left(
+        regexp_replace(
+            regexp_replace(
+                regexp_replace(
+                    v,
+                    '("(token|authorization)"\s*:\s*")[^"]*',
+                    '\1[redacted]',
+                    'g'
+                ),
+                'eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*',
+                '[redacted token]',
+                'g'
+            ),
+            '([Bb][Ee][Aa][Rr][Ee][Rr])\s+[^\s",]+',
+            '\1 [redacted]',
+            'g'
+        ),
+        4000
+    );

@@ -1,0 +1,509 @@
+"""Ingestion: every kind, every format, every quarantine reason, no raw token kept."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import jwt
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.inputs import NOW, SECRET, claims, hs256, write_records
+from vault_audit import store
+from vault_audit.cli import main
+from vault_audit.errors import InputError
+from vault_audit.ingest import ingest_files
+from vault_audit.settings import Settings
+
+FORMATS = ["jsonl", "csv", "parquet", "jsonl.gz", "csv.gz"]
+UTC = timezone.utc
+
+
+def event(event_id: str, **overrides: object) -> dict[str, object]:
+    record: dict[str, object] = {
+        "id": event_id,
+        "type": "session.revoke",
+        "occurred_at": "2026-01-01T12:00:00Z",
+        "actor_id": "user-1",
+        "workspace_id": "ws-1",
+        "ip": "203.0.113.7",
+        "user_agent": "Mozilla/5.0",
+        "target": {
+            "device_session_id": "dev-1",
+            "user_id": "user-1",
+            "supabase_session_id": "sess-1",
+            "label": "laptop",
+        },
+    }
+    record.update(overrides)
+    return record
+
+
+def use(request_id: str, **overrides: object) -> dict[str, object]:
+    record: dict[str, object] = {
+        "request_id": request_id,
+        "at": "2026-01-01T12:05:00Z",
+        "method": "GET",
+        "path": "/api/v1/secrets/s-1",
+        "status": 200,
+        "decision": "allow",
+        "ip": "203.0.113.7",
+        "user_agent": "Mozilla/5.0",
+        "workspace_id": "ws-1",
+        "resource": "secret:s-1",
+        "token": hs256(),
+    }
+    record.update(overrides)
+    return record
+
+
+def audit(entry_id: str, action: str = "logout", **overrides: object) -> dict[str, object]:
+    record: dict[str, object] = {
+        "instance_id": "00000000-0000-0000-0000-000000000000",
+        "id": entry_id,
+        "payload": {
+            "actor_id": "user-1",
+            "actor_username": "a@example.com",
+            "actor_via_sso": False,
+            "action": action,
+            "log_type": "account",
+        },
+        "created_at": "2026-01-01T12:10:00+00:00",
+        "ip_address": "",
+    }
+    record.update(overrides)
+    return record
+
+
+def idp_session(session_id: str, **overrides: object) -> dict[str, object]:
+    record: dict[str, object] = {
+        "id": session_id,
+        "user_id": "user-1",
+        "created_at": "2026-01-01T08:00:00Z",
+        "updated_at": "2026-01-01T11:00:00Z",
+        "refreshed_at": "2026-01-01 11:00:00",
+        "not_after": None,
+        "aal": "aal1",
+        "user_agent": "Mozilla/5.0",
+        "ip": "203.0.113.7",
+        "snapshot_at": "2026-01-01T13:00:00Z",
+    }
+    record.update(overrides)
+    return record
+
+
+def device_session(device_id: str, **overrides: object) -> dict[str, object]:
+    record: dict[str, object] = {
+        "id": device_id,
+        "user_id": "user-1",
+        "supabase_session_id": "sess-1",
+        "label": "laptop",
+        "user_agent": "Mozilla/5.0",
+        "ip": "203.0.113.7",
+        "created_at": "2026-01-01T08:00:00Z",
+        "last_seen_at": "2026-01-01T11:59:00Z",
+        "revoked_at": "2026-01-01T12:00:00Z",
+        "revoked_by": "user-1",
+        "snapshot_at": "2026-01-01T13:00:00Z",
+    }
+    record.update(overrides)
+    return record
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    connection = store.connect(tmp_path / "store.duckdb")
+    yield connection
+    connection.close()
+
+
+def ingest(db, *paths: Path, settings: Settings | None = None, **options):
+    results = ingest_files(db, paths, settings=settings or Settings(), **options)
+    for result in results:
+        assert result.accepted + result.duplicates + result.quarantined == result.records_read
+    return results
+
+
+def rows(db, sql: str) -> list[tuple]:
+    return db.execute(sql).fetchall()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    ("kind", "records", "table"),
+    [
+        ("vault-events", [event("e1"), event("e2", type="secret.read", target={"secret_id": "s"})],
+         "vault_events"),
+        ("access-log", [use("r1"), use("r2")], "token_uses"),
+        ("supabase-audit", [audit("a1"), audit("a2", "login")], "idp_audit"),
+        ("supabase-sessions", [idp_session("s1"), idp_session("s2")], "idp_session_snapshots"),
+        ("device-sessions", [device_session("d1"), device_session("d2")],
+         "device_session_snapshots"),
+    ],
+)
+def test_every_kind_loads_in_every_format(db, tmp_path, fmt, kind, records, table):
+    path = write_records(tmp_path / f"input.{fmt}", records)
+
+    [result] = ingest(db, path)
+
+    assert (result.kind, result.accepted, result.quarantined) == (kind, 2, 0)
+    assert rows(db, f"select count(*) from {table}") == [(2,)]
+
+
+def test_kind_is_detected_and_an_ambiguous_file_is_refused(db, tmp_path):
+    both = write_records(tmp_path / "odd.jsonl", [{"request_id": "r", "payload": {}}])
+
+    with pytest.raises(InputError, match="could be access-log or supabase-audit; pass --kind"):
+        ingest(db, both)
+
+
+def test_a_file_of_the_wrong_kind_is_refused(db, tmp_path):
+    path = write_records(tmp_path / "events.jsonl", [event("e1")])
+
+    with pytest.raises(InputError, match="is not access-log: it has no request_id column"):
+        ingest(db, path, kind="access-log")
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("2026-01-01T12:00:00Z", datetime(2026, 1, 1, 12, tzinfo=UTC)),
+        ("2026-01-01T14:00:00+02:00", datetime(2026, 1, 1, 12, tzinfo=UTC)),
+        ("2026-01-01T07:00:00.250-05:00", datetime(2026, 1, 1, 12, 0, 0, 250000, tzinfo=UTC)),
+        ("2026-01-01 12:00:00+00", datetime(2026, 1, 1, 12, tzinfo=UTC)),
+        (1767268800, datetime(2026, 1, 1, 12, tzinfo=UTC)),
+        ("1767268800", datetime(2026, 1, 1, 12, tzinfo=UTC)),
+    ],
+)
+def test_times_with_any_offset_or_epoch_seconds_are_stored_in_utc(db, tmp_path, written, stored):
+    path = write_records(tmp_path / "events.jsonl", [event("e1", occurred_at=written)])
+
+    ingest(db, path)
+
+    [(occurred_at,)] = rows(db, "select occurred_at from vault_events")
+    assert occurred_at == stored
+
+
+def test_each_unusable_record_is_quarantined_with_its_reason_and_line(db, tmp_path):
+    path = tmp_path / "access.jsonl"
+    good = json.dumps(use("ok"))
+    lines = [
+        good,
+        "{not json at all",
+        json.dumps({key: value for key, value in use("x").items() if key != "request_id"}),
+        json.dumps(use("r-time", at="yesterday-ish")),
+        json.dumps(use("r-token", token="not-a-jwt")),
+        json.dumps(use("r-decision", decision="maybe")),
+        json.dumps(use("r-payload", token="eyJhbGciOiJIUzI1NiJ9.WzEsMl0.c2ln")),
+        json.dumps(use("r-status", status="two hundred")),
+        json.dumps(use("r-none", token=None)),
+        "[1, 2, 3]",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+    [result] = ingest(db, path)
+
+    assert (result.records_read, result.accepted, result.quarantined) == (10, 1, 9)
+    assert rows(db, "select line, reason from quarantine order by line") == [
+        (2, "bad JSON"),
+        (3, "missing key field: request_id"),
+        (4, "unparsable time in at"),
+        (5, "token is not a JWT"),
+        (6, "unknown decision value"),
+        (7, "token payload is not a JSON object"),
+        (8, "status is not an integer"),
+        (9, "missing token: give token, authorization, or claims with token_sha256"),
+        (10, "not a JSON object"),
+    ]
+
+
+def test_line_numbers_stay_true_after_a_line_that_is_not_utf8(db, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(
+        json.dumps(event("e1")).encode() + b"\n"
+        + b'{"id": "\xff\xfe"}\n'
+        + json.dumps(event("e2", occurred_at="soon")).encode() + b"\n"
+    )
+
+    [result] = ingest(db, path)
+
+    assert (result.records_read, result.accepted, result.quarantined) == (3, 1, 2)
+    assert rows(db, "select line, reason from quarantine order by line") == [
+        (2, "invalid UTF-8"),
+        (3, "unparsable time in occurred_at"),
+    ]
+
+
+def test_blank_lines_are_not_records(db, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(event("e1")) + "\n\n   \n" + json.dumps(event("e2")) + "\n")
+
+    [result] = ingest(db, path)
+
+    assert (result.records_read, result.accepted) == (2, 2)
+
+
+def test_duplicates_within_a_file_across_files_and_on_a_rerun_add_nothing(db, tmp_path):
+    first = write_records(tmp_path / "a.jsonl", [use("r1"), use("r2"), use("r1")])
+    overlap = write_records(tmp_path / "b.csv", [use("r2"), use("r3")])
+
+    results = ingest(db, first, overlap)
+    rerun = ingest(db, first)
+
+    assert [(r.accepted, r.duplicates) for r in results] == [(2, 1), (1, 1)]
+    assert [(r.accepted, r.duplicates) for r in rerun] == [(0, 3)]
+    assert rows(db, "select count(*) from token_uses") == [(3,)]
+    assert rows(db, "select count(*) from tokens") == [(1,)]
+
+
+def test_a_rerun_counts_quarantined_records_again_but_stores_them_once(db, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(event("e1")) + "\n{broken\n")
+
+    ingest(db, path)
+    [again] = ingest(db, path)
+
+    assert (again.duplicates, again.quarantined) == (1, 1)
+    assert rows(db, "select count(*) from quarantine") == [(1,)]
+
+
+def test_the_three_token_forms_give_the_same_fingerprint(db, tmp_path):
+    token = hs256()
+    digest = __import__("hashlib").sha256(token.encode()).hexdigest()
+    path = write_records(
+        tmp_path / "access.jsonl",
+        [
+            use("r-token", token=token),
+            use("r-bearer", token=None, authorization=f"Bearer {token}"),
+            use("r-claims", token=None, claims=claims(), token_sha256=digest.upper()),
+        ],
+    )
+
+    [result] = ingest(db, path)
+
+    assert result.accepted == 3
+    assert rows(db, "select distinct token_sha256 from token_uses") == [(digest,)]
+    assert rows(db, "select sub, session_id, lifetime_seconds from tokens") == [
+        ("user-1", "sess-1", 3600)
+    ]
+
+
+def test_an_authorization_header_that_is_not_bearer_is_quarantined(db, tmp_path):
+    path = write_records(tmp_path / "a.jsonl", [use("r", token=None, authorization="Basic abc")])
+
+    ingest(db, path)
+
+    assert rows(db, "select reason from quarantine") == [("authorization is not a Bearer token",)]
+
+
+def test_a_key_without_sub_or_session_id_is_still_a_token_use(db, tmp_path):
+    anon = jwt.encode({"role": "anon", "iss": "supabase", "iat": NOW, "exp": NOW + 10**8},
+                      SECRET, algorithm="HS256")
+    path = write_records(tmp_path / "a.jsonl", [use("r", token=anon)])
+
+    [result] = ingest(db, path)
+
+    assert result.accepted == 1
+    assert rows(db, "select sub, session_id, role from tokens") == [(None, None, "anon")]
+
+
+def test_hs256_signatures_are_checked_with_the_secret_from_the_environment(
+    db, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TEST_JWT_SECRET", SECRET)
+    forged = jwt.encode(claims(sub="user-2"), "another-secret-of-plenty-length!!", "HS256")
+    path = write_records(tmp_path / "a.jsonl", [use("good"), use("forged", token=forged)])
+
+    ingest(db, path, settings=Settings(jwt_secret_env="TEST_JWT_SECRET"))
+
+    assert rows(db, "select sub, signature_status from tokens order by sub") == [
+        ("user-1", "valid"),
+        ("user-2", "invalid"),
+    ]
+
+
+def test_without_a_key_signatures_stay_unverified_but_alg_none_is_invalid(db, tmp_path):
+    unsigned = jwt.encode(claims(sub="user-9"), None, algorithm="none")
+    path = write_records(tmp_path / "a.jsonl", [use("r1"), use("r2", token=unsigned)])
+
+    ingest(db, path)
+
+    assert rows(db, "select sub, signature_status from tokens order by sub") == [
+        ("user-1", "unverified"),
+        ("user-9", "invalid"),
+    ]
+
+
+def _es256_keys(kid: str) -> tuple[ec.EllipticCurvePrivateKey, dict]:
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private.public_key()))
+    public.update({"kid": kid, "alg": "ES256", "use": "sig"})
+    return private, public
+
+
+def test_jwks_keys_are_chosen_by_kid_and_a_wrong_key_is_invalid(db, tmp_path):
+    signing, public = _es256_keys("k1")
+    other, _ = _es256_keys("k1")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [public]}))
+    good = jwt.encode(claims(sub="good"), signing, "ES256", headers={"kid": "k1"})
+    wrong = jwt.encode(claims(sub="wrong"), other, "ES256", headers={"kid": "k1"})
+    unknown = jwt.encode(claims(sub="unknown"), signing, "ES256", headers={"kid": "k9"})
+    path = write_records(
+        tmp_path / "a.jsonl",
+        [use("1", token=good), use("2", token=wrong), use("3", token=unknown)],
+    )
+
+    ingest(db, path, settings=Settings(jwks=str(jwks)))
+
+    assert rows(db, "select sub, signature_status from tokens order by sub") == [
+        ("good", "valid"),
+        ("unknown", "unverified"),
+        ("wrong", "invalid"),
+    ]
+
+
+def test_a_token_is_verified_once_per_store_and_again_only_for_new_keys(
+    db, tmp_path, monkeypatch
+):
+    from vault_audit.ingest import TokenVerifier
+
+    monkeypatch.setenv("TEST_JWT_SECRET", SECRET)
+    settings = Settings(jwt_secret_env="TEST_JWT_SECRET")
+    first = write_records(tmp_path / "a.jsonl", [use(f"r{i}") for i in range(50)])
+    second = write_records(tmp_path / "b.jsonl", [use(f"s{i}") for i in range(50)])
+    unkeyed = write_records(tmp_path / "c.jsonl", [use("c1", token=hs256(sub="late"))])
+
+    ingest(db, unkeyed)
+    verifier = TokenVerifier.from_settings(settings)
+    ingest(db, first, second, unkeyed, settings=settings, verifier=verifier)
+
+    assert verifier.verified == 2
+    assert rows(db, "select sub, signature_status from tokens order by sub") == [
+        ("late", "valid"),
+        ("user-1", "valid"),
+    ]
+
+
+def test_no_raw_token_reaches_the_store_file(tmp_path):
+    tokens = [hs256(sub=f"user-{i}") for i in range(5)]
+    records = [use(f"r{i}", token=token) for i, token in enumerate(tokens)]
+    records.append(use("bearer", token=None, authorization=f"Bearer {tokens[0]}"))
+    path = tmp_path / "a.jsonl"
+    write_records(path, records)
+    with path.open("a") as handle:
+        handle.write("{broken line with " + tokens[1] + "\n")
+        handle.write(json.dumps(use("late", at="never", token=tokens[2])) + "\n")
+    database = tmp_path / "store.duckdb"
+
+    result = CliRunner().invoke(main, ["ingest", "--db", str(database), str(path)])
+
+    assert result.exit_code == 1, result.output
+    data = database.read_bytes()
+    for token in tokens:
+        for part in (token, token.split(".")[2]):
+            assert part.encode() not in data
+    assert b"[redacted token]" in data
+
+
+def test_a_snapshot_without_a_time_is_refused(db, tmp_path):
+    record = idp_session("s1")
+    del record["snapshot_at"]
+    path = write_records(tmp_path / "sessions.jsonl", [record])
+
+    with pytest.raises(InputError, match="snapshot without a time"):
+        ingest(db, path)
+
+
+def test_an_empty_snapshot_is_remembered(db, tmp_path):
+    path = tmp_path / "sessions.csv"
+    path.write_text("id,user_id,created_at,updated_at,refreshed_at,not_after,aal,user_agent,ip\n")
+
+    ingest(db, path, kind="supabase-sessions",
+           snapshot_at=datetime(2026, 1, 1, 13, tzinfo=UTC))
+
+    assert rows(db, "select kind, snapshot_at from snapshots") == [
+        ("supabase-sessions", datetime(2026, 1, 1, 13, tzinfo=UTC))
+    ]
+
+
+def test_snapshot_rows_are_keyed_by_id_and_snapshot_time(db, tmp_path):
+    path = write_records(
+        tmp_path / "devices.jsonl",
+        [device_session("d1"), device_session("d1", snapshot_at="2026-01-01T14:00:00Z"),
+         device_session("d1")],
+    )
+
+    [result] = ingest(db, path)
+
+    assert (result.accepted, result.duplicates) == (2, 1)
+
+
+def test_vault_event_targets_are_flattened(db, tmp_path):
+    path = write_records(
+        tmp_path / "events.jsonl",
+        [event("e1"), event("e2", type="grant.create",
+                            target={"user_id": "u2", "secret_id": "s1", "permission": "read"})],
+    )
+
+    ingest(db, path)
+
+    assert rows(db, "select id, device_session_id, target_user_id, secret_id, permission "
+                    "from vault_events order by id") == [
+        ("e1", "dev-1", "user-1", None, None),
+        ("e2", None, "u2", "s1", "read"),
+    ]
+
+
+def test_supabase_audit_payload_fields_are_flattened(db, tmp_path):
+    deleted = audit("a1", "user_deleted")
+    deleted["payload"]["traits"] = {"user_id": "user-7", "user_email": "x@example.com"}
+    path = write_records(tmp_path / "audit.csv", [deleted])
+
+    ingest(db, path)
+
+    assert rows(db, "select action, actor_id, traits_user_id from idp_audit") == [
+        ("user_deleted", "user-1", "user-7")
+    ]
+
+
+class TestTheCommand:
+    def test_prints_one_line_per_file_and_exits_0_when_all_loaded(self, tmp_path):
+        path = write_records(tmp_path / "events.jsonl", [event("e1")])
+
+        result = CliRunner().invoke(main, ["ingest", "--db", str(tmp_path / "s.duckdb"), str(path)])
+
+        assert result.exit_code == 0
+        assert "1 read, 1 accepted, 0 duplicate, 0 quarantined" in result.output
+
+    def test_exits_2_with_one_line_for_a_missing_file(self, tmp_path):
+        result = CliRunner().invoke(
+            main, ["ingest", "--db", str(tmp_path / "s.duckdb"), str(tmp_path / "nope.jsonl")]
+        )
+
+        assert result.exit_code == 2
+        assert result.output.strip().count("\n") == 0
+        assert "no such file" in result.output
+
+    def test_exits_2_for_a_file_that_is_not_the_format_it_claims(self, tmp_path):
+        path = tmp_path / "fake.parquet"
+        path.write_text("id,type\n")
+
+        result = CliRunner().invoke(main, ["ingest", "--db", str(tmp_path / "s.db"), str(path)])
+
+        assert result.exit_code == 2
+        assert "not a Parquet file" in result.output
+
+    def test_a_store_file_that_is_not_a_store_is_refused(self, tmp_path):
+        other = tmp_path / "other.duckdb"
+        duckdb.connect(str(other)).execute("create table t (a int)").close()
+        path = write_records(tmp_path / "events.jsonl", [event("e1")])
+
+        result = CliRunner().invoke(main, ["ingest", "--db", str(other), str(path)])
+
+        assert result.exit_code == 2
+        assert "not a vault-audit store" in result.output

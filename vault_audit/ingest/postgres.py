@@ -1,0 +1,617 @@
+"""Read Supabase's auth tables and Vault's own tables straight from Postgres.
+
+One ``ingest --from-postgres`` run opens one read-only, repeatable-read transaction and
+reads, all from the same snapshot:
+
+- ``auth.audit_log_entries`` after the watermark of the last run (supabase-audit),
+- ``auth.sessions`` as a snapshot taken at the server's ``now()`` (supabase-sessions),
+- Vault's device-session table as a snapshot at the same time (device-sessions),
+- Vault's audit-event table after its watermark (vault-events).
+
+Each becomes an Arrow table with the contract's column names and goes through
+``vault_audit.ingest.load_table``, the path files take, so normalizing, quarantine and
+idempotency are the same. Rows arrive as Arrow over the ADBC PostgreSQL driver, which
+streams a query through ``COPY ... TO STDOUT (FORMAT binary)``.
+
+The connection URL carries a password: it is never logged nor shown. Every message
+names the server by ``redact_url``, which keeps host, port and database only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vault_audit.errors import PostgresError, UsageError
+from vault_audit.resources import read_query
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from vault_audit.settings import Settings
+
+log = logging.getLogger(__name__)
+
+URL_VARIABLE = "VAULT_AUDIT_POSTGRES_URL"
+POSTGRES_KINDS = ("supabase-audit", "supabase-sessions", "device-sessions", "vault-events")
+SUPABASE_AUDIT_TABLE = "auth.audit_log_entries"
+SUPABASE_SESSIONS_TABLE = "auth.sessions"
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_PASSWORD_IN_DSN = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class TableMapping:
+    """Where one of Vault's tables lives and which of its columns holds each input column.
+
+    ``columns`` maps a contract column to a column of ``table``; a column mapped to ""
+    is read as null.
+    """
+
+    table: str
+    columns: Mapping[str, str]
+    time_column: str = ""  # the contract column of an event table's watermark
+
+    def select_sql(self, time_columns: frozenset[str], where: str = "") -> str:
+        """The select of every contract column, as text or timestamptz.
+
+        Identifiers cannot be bound parameters; every one here is checked against
+        ``_IDENTIFIER`` and quoted, so a setting cannot inject SQL.
+        """
+        fields = []
+        for name, column in self.columns.items():
+            cast = "timestamptz" if name in time_columns else "text"
+            source = f"{quote_identifier(column)}::{cast}" if column else f"null::{cast}"
+            fields.append(f"{source} as {quote_identifier(name)}")
+        query = f"select {', '.join(fields)} from {quote_table(self.table)}"
+        return f"{query} where {where}" if where else query
+
+
+DEVICE_SESSION_COLUMNS = (
+    "id",
+    "user_id",
+    "supabase_session_id",
+    "label",
+    "user_agent",
+    "ip",
+    "created_at",
+    "last_seen_at",
+    "revoked_at",
+    "revoked_by",
+)
+DEVICE_SESSION_TIMES = frozenset({"created_at", "last_seen_at", "revoked_at"})
+VAULT_EVENT_COLUMNS = (
+    "id",
+    "type",
+    "occurred_at",
+    "actor_id",
+    "workspace_id",
+    "ip",
+    "user_agent",
+    "target",
+)
+VAULT_EVENT_TIMES = frozenset({"occurred_at"})
+
+
+@dataclass(frozen=True)
+class PostgresOptions:
+    """The ``[postgres]`` settings of vault-audit.toml, with their defaults."""
+
+    statement_timeout: float = 60.0  # seconds, for each statement on the server
+    connect_timeout: int = 10  # seconds
+    # Event rows are re-read from this many seconds before the watermark, so a row
+    # committed late with an earlier created_at is still read; re-read rows count as
+    # duplicates.
+    overlap_seconds: float = 60.0
+    kinds: tuple[str, ...] = POSTGRES_KINDS
+    device_sessions: TableMapping = field(
+        default_factory=lambda: TableMapping(
+            "public.device_sessions", {name: name for name in DEVICE_SESSION_COLUMNS}
+        )
+    )
+    vault_events: TableMapping = field(
+        default_factory=lambda: TableMapping(
+            "public.audit_events",
+            {name: name for name in VAULT_EVENT_COLUMNS},
+            time_column="occurred_at",
+        )
+    )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PostgresOptions:
+        """Read ``settings.postgres`` (the ``[postgres]`` table), refusing unknown keys."""
+        values = dict(settings.postgres or {})
+        known = {
+            "statement_timeout",
+            "connect_timeout",
+            "overlap_seconds",
+            "kinds",
+            "device_sessions",
+            "vault_events",
+        }
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(
+                f"unknown setting postgres.{unknown[0]}; known: {', '.join(sorted(known))}"
+            )
+
+        defaults = cls()
+        kinds = tuple(values.get("kinds", defaults.kinds))
+        for kind in kinds:
+            if kind not in POSTGRES_KINDS:
+                raise UsageError(
+                    f"postgres.kinds: {kind!r} is not read from Postgres; "
+                    f"use some of {', '.join(POSTGRES_KINDS)}"
+                )
+        return cls(
+            statement_timeout=_positive(values, "statement_timeout", defaults.statement_timeout),
+            connect_timeout=int(_positive(values, "connect_timeout", defaults.connect_timeout)),
+            overlap_seconds=_positive(
+                values, "overlap_seconds", defaults.overlap_seconds, zero=True
+            ),
+            kinds=kinds,
+            device_sessions=_mapping(
+                values.get("device_sessions"), defaults.device_sessions, "device_sessions"
+            ),
+            vault_events=_mapping(
+                values.get("vault_events"), defaults.vault_events, "vault_events"
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """The latest (time, id) of an event table already ingested."""
+
+    at: datetime
+    id: str
+
+
+@dataclass(frozen=True)
+class _After:
+    """Where a read of an event table starts: rows strictly after (at, id)."""
+
+    at: str  # a timestamptz literal, or -infinity before the first read
+    id: str
+
+
+@dataclass
+class PostgresRead:
+    """What one snapshot transaction read: an Arrow table per kind, named by source."""
+
+    server: str
+    snapshot_at: datetime
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def resolve_postgres_url(value: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The connection URL from ``--from-postgres``: a URL, ``env:NAME``, or, when the
+    option has no value, the ``VAULT_AUDIT_POSTGRES_URL`` variable."""
+    environ = os.environ if environ is None else environ
+    if not value:
+        value = f"env:{URL_VARIABLE}"
+    if not value.startswith("env:"):
+        return value
+
+    name = value[len("env:") :]
+    url = environ.get(name, "")
+    if not name or not url.strip():
+        raise UsageError(f"environment variable {name or '(empty name)'} holds no Postgres URL")
+    return url.strip()
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://host:port/database``: the URL without user, password or options."""
+    if "://" not in url:
+        return _redact_dsn(url)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "postgresql://(unparsable URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    database = unquote(parts.path.lstrip("/")) or "(default database)"
+    return f"postgresql://{host}{port}/{database}"
+
+
+def ingest_postgres(
+    connection: duckdb.DuckDBPyConnection,
+    url: str,
+    *,
+    settings: Settings,
+) -> list[Any]:
+    """Read every configured kind from Postgres and load it into the store.
+
+    Returns one ``IngestResult`` per kind read. Event tables then move their
+    watermark past the rows read; a run that fails before loading moves nothing.
+    """
+    from vault_audit.ingest import load_table
+
+    options = PostgresOptions.from_settings(settings)
+    server = redact_url(url)
+    watermarks = {
+        kind: read_watermark(connection, _source_name(server, table))
+        for kind, table in _event_tables(options).items()
+    }
+
+    read = read_postgres(url, options, watermarks)
+
+    results = []
+    for kind, table in read.tables.items():
+        snapshot_at = None if kind in _event_tables(options) else read.snapshot_at
+        result = load_table(
+            connection,
+            kind,
+            table,
+            source=read.sources[kind],
+            settings=settings,
+            snapshot_at=snapshot_at,
+        )
+        results.append(result)
+        if kind in _event_tables(options):
+            time_column = "created_at" if kind == "supabase-audit" else "occurred_at"
+            advance_watermark(connection, read.sources[kind], table, time_column)
+    return results
+
+
+def read_postgres(
+    url: str,
+    options: PostgresOptions,
+    watermarks: Mapping[str, Watermark | None] | None = None,
+) -> PostgresRead:
+    """Read the configured kinds in one read-only snapshot; nothing is written."""
+    watermarks = watermarks or {}
+    server = redact_url(url)
+    started = time.perf_counter()
+
+    with _connected(url, options, server) as cursor:
+        read = PostgresRead(server=server, snapshot_at=_begin_snapshot(cursor, url, options))
+        for kind in options.kinds:
+            table_name, query = _query_of(kind, options)
+            what = f"{table_name} on {server}"
+            if kind in ("supabase-audit", "vault-events"):
+                after = _after(watermarks.get(kind), options.overlap_seconds)
+                _bind_watermark(cursor, after, url, what)
+            table = _fetch(cursor, query, url, what, options)
+            read.tables[kind] = table
+            read.sources[kind] = _source_name(server, table_name)
+            log.info("read %d rows of %s from %s", table.num_rows, table_name, server)
+
+    read.seconds = time.perf_counter() - started
+    return read
+
+
+def read_watermark(connection: duckdb.DuckDBPyConnection, source: str) -> Watermark | None:
+    """The watermark of ``source`` in the store, or None before its first read."""
+    rows = connection.execute(read_query("postgres/watermark.sql"), {"source": source}).fetchall()
+    if not rows:
+        return None
+    return Watermark(at=rows[0][0], id=rows[0][1])
+
+
+def advance_watermark(
+    connection: duckdb.DuckDBPyConnection, source: str, table: pa.Table, time_column: str
+) -> Watermark | None:
+    """Move the watermark of ``source`` past the latest (time, id) in ``table``."""
+    latest = latest_row(table, time_column)
+    if latest is None:
+        return None
+    connection.execute(
+        read_query("postgres/advance_watermark.sql"),
+        {
+            "source": source,
+            "last_at": latest.at,
+            "last_id": latest.id,
+            "rows_read": table.num_rows,
+        },
+    ).fetchall()
+    return latest
+
+
+def latest_row(table: pa.Table, time_column: str) -> Watermark | None:
+    """The greatest (time, id) of ``table``, ids compared as text, as Postgres does
+    under the C collation; None when no row has a time."""
+    times = table.column(time_column)
+    latest_at = pc.max(times).as_py()
+    if latest_at is None:
+        return None
+    at_latest = table.filter(pc.equal(times, pa.scalar(latest_at, type=times.type)))
+    latest_id = pc.max(at_latest.column("id")).as_py() or ""
+    return Watermark(at=latest_at, id=latest_id)
+
+
+def quote_identifier(name: str) -> str:
+    """``"name"``, after checking it is a plain SQL identifier."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise UsageError(f"{name!r} is not a plain Postgres identifier (letters, digits, _)")
+    return f'"{name}"'
+
+
+def quote_table(name: str) -> str:
+    """``"schema"."table"`` from ``schema.table`` (or ``"table"``)."""
+    parts = name.split(".")
+    if len(parts) > 2:
+        raise UsageError(f"{name!r} is not a table name; write schema.table")
+    return ".".join(quote_identifier(part) for part in parts)
+
+
+def _event_tables(options: PostgresOptions) -> dict[str, str]:
+    tables = {"supabase-audit": SUPABASE_AUDIT_TABLE, "vault-events": options.vault_events.table}
+    return {kind: table for kind, table in tables.items() if kind in options.kinds}
+
+
+def _query_of(kind: str, options: PostgresOptions) -> tuple[str, str]:
+    if kind == "supabase-audit":
+        return SUPABASE_AUDIT_TABLE, read_query("postgres/read_supabase_audit.sql")
+    if kind == "supabase-sessions":
+        return SUPABASE_SESSIONS_TABLE, read_query("postgres/read_supabase_sessions.sql")
+    if kind == "device-sessions":
+        mapping = options.device_sessions
+        return mapping.table, mapping.select_sql(DEVICE_SESSION_TIMES)
+
+    # Vault's audit events after the watermark, compared as read_supabase_audit.sql does.
+    mapping = options.vault_events
+    occurred_at = (
+        f"coalesce({quote_identifier(mapping.columns['occurred_at'])}::timestamptz, '-infinity')"
+    )
+    after_at = "current_setting('vault_audit.after_at')::timestamptz"
+    after_id = "current_setting('vault_audit.after_id')"
+    id_text = f'{quote_identifier(mapping.columns["id"])}::text collate "C"'
+    where = (
+        f"{occurred_at} >= {after_at} and ({occurred_at} > {after_at} or {id_text} > {after_id})"
+    )
+    return mapping.table, mapping.select_sql(VAULT_EVENT_TIMES, where)
+
+
+def _after(watermark: Watermark | None, overlap_seconds: float) -> _After:
+    # -infinity also takes the rows without a time, once, so they reach quarantine.
+    if watermark is None:
+        return _After(at="-infinity", id="")
+    if overlap_seconds > 0:
+        return _After(at=(watermark.at - timedelta(seconds=overlap_seconds)).isoformat(), id="")
+    return _After(at=watermark.at.isoformat(), id=watermark.id)
+
+
+def _source_name(server: str, table: str) -> str:
+    return f"{server}/{table}"
+
+
+@contextmanager
+def _connected(url: str, options: PostgresOptions, server: str) -> Iterator[Any]:
+    try:
+        from adbc_driver_postgresql import dbapi
+    except ImportError:
+        raise UsageError(
+            "reading from Postgres needs the postgres extra: pip install 'vault-audit[postgres]'"
+        ) from None
+
+    try:
+        connection = dbapi.connect(
+            _with_connect_timeout(url, options.connect_timeout), autocommit=True
+        )
+    except Exception as error:
+        raise _postgres_error(error, url, f"cannot connect to {server}") from None
+
+    try:
+        cursor = connection.cursor()
+        try:
+            yield cursor
+        finally:
+            _quietly_end(cursor)
+            cursor.close()
+    finally:
+        connection.close()
+
+
+def _begin_snapshot(cursor: Any, url: str, options: PostgresOptions) -> datetime:
+    what = f"cannot start a read-only transaction on {redact_url(url)}"
+    try:
+        cursor.execute(read_query("postgres/read_only_session.sql"))
+        cursor.execute(read_query("postgres/session_settings.sql"), _session_settings(options))
+        cursor.fetchall()
+        cursor.execute(read_query("postgres/begin_snapshot.sql"))
+        cursor.execute(read_query("postgres/now.sql"))
+        row = cursor.fetchone()
+    except Exception as error:
+        raise _postgres_error(error, url, what, options) from None
+    return _utc(row[0])
+
+
+def _bind_watermark(cursor: Any, after: _After, url: str, what: str) -> None:
+    try:
+        cursor.execute(read_query("postgres/bind_watermark.sql"), [after.at, after.id])
+        cursor.fetchall()
+    except Exception as error:
+        raise _postgres_error(error, url, f"cannot read {what}") from None
+
+
+def _fetch(cursor: Any, query: str, url: str, what: str, options: PostgresOptions) -> pa.Table:
+    try:
+        cursor.execute(query)
+        table = cursor.fetch_arrow_table()
+    except Exception as error:
+        raise _postgres_error(error, url, f"cannot read {what}", options) from None
+    # The driver labels each field with its Postgres type; the store needs only names.
+    return pa.Table.from_arrays(table.columns, names=table.column_names)
+
+
+def _session_settings(options: PostgresOptions) -> list[str]:
+    return [str(max(int(options.statement_timeout * 1000), 1))]
+
+
+def _quietly_end(cursor: Any) -> None:
+    # The transaction only read; ending it changes nothing on the server.
+    try:
+        cursor.execute("rollback")
+    except Exception:  # the connection may already be gone; closing it ends the transaction
+        log.debug("rollback after reading failed; closing the connection instead")
+
+
+def _postgres_error(
+    error: Exception, url: str, what: str, options: PostgresOptions | None = None
+) -> PostgresError:
+    """One line a user can act on, with no password and no driver noise."""
+    message = str(error)
+    state = getattr(error, "sqlstate", None) or ""
+    lowered = message.lower()
+
+    if "password authentication failed" in lowered or state == "28P01":
+        reason = "the password was refused (password authentication failed)"
+    elif "connection refused" in lowered:
+        reason = "connection refused; is the server running and listening on that port?"
+    elif "timeout expired" in lowered:
+        reason = "no answer before the connect timeout"
+    elif state == "3D000" or ("database" in lowered and "does not exist" in lowered):
+        reason = "the database does not exist"
+    elif (
+        state == "28000"
+        or "no pg_hba.conf entry" in lowered
+        or "role" in lowered
+        and ("does not exist" in lowered)
+    ):
+        reason = "the server refused this login (no such role, or pg_hba.conf rejects it)"
+    elif state == "42P01":
+        reason = (
+            f"the table does not exist ({_server_detail(message)}); "
+            "set its name under [postgres] in vault-audit.toml or leave its kind out of "
+            "postgres.kinds"
+        )
+    elif state == "42703":
+        reason = (
+            f"a column does not exist ({_server_detail(message)}); "
+            "map the columns under [postgres] in vault-audit.toml"
+        )
+    elif state == "42501":
+        reason = (
+            f"permission denied ({_server_detail(message)}); "
+            "grant SELECT on it to this role (see docs/postgres.md)"
+        )
+    elif state == "57014":
+        seconds = options.statement_timeout if options else PostgresOptions().statement_timeout
+        reason = (
+            f"the statement ran longer than the {seconds:g} s statement timeout "
+            "(postgres.statement_timeout)"
+        )
+    else:
+        reason = _server_detail(message)
+
+    text = f"{what}: {reason}"
+    return PostgresError(_redact_text(text, url))
+
+
+def _server_detail(message: str) -> str:
+    """The server's own sentence out of a driver message, on one line."""
+    match = re.search(r"(?:ERROR|FATAL):\s+(.*)", message)
+    detail = match.group(1) if match else message
+    detail = re.sub(r"^\[libpq\]\s*", "", detail.strip().splitlines()[0] if detail.strip() else "")
+    detail = re.sub(r"^[A-Z_]+:\s+", "", detail)
+    return detail.strip() or "the server gave no reason"
+
+
+def _redact_text(text: str, url: str) -> str:
+    """``text`` with every URL password, DSN password, and the URL's own password masked."""
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    text = _PASSWORD_IN_DSN.sub(r"\1***", text)
+    password = _password_of(url) if url else None
+    if password:
+        text = text.replace(password, "***")
+    return " ".join(text.split())
+
+
+def _password_of(url: str) -> str | None:
+    if "://" in url:
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            return None
+        return unquote(password) if password else None
+    match = _PASSWORD_IN_DSN.search(url)
+    return match.group(2).strip("'") if match else None
+
+
+def _redact_dsn(dsn: str) -> str:
+    pairs = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn))
+    host = pairs.get("host", pairs.get("hostaddr", "localhost")).strip("'")
+    port = pairs.get("port", "").strip("'")
+    database = pairs.get("dbname", "").strip("'") or "(default database)"
+    return f"postgresql://{host}{':' + port if port else ''}/{database}"
+
+
+def _with_connect_timeout(url: str, seconds: int) -> str:
+    """The URL with libpq's connect_timeout, unless it sets its own."""
+    if "://" not in url:
+        return url if "connect_timeout" in url else f"{url} connect_timeout={seconds}"
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "connect_timeout" for key, _ in query):
+        return url
+    query.append(("connect_timeout", str(seconds)))
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _positive(values: Mapping[str, Any], name: str, default: float, zero: bool = False) -> float:
+    raw = values.get(name, default)
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"setting postgres.{name} must be a number of seconds, not {raw!r}"
+        ) from None
+    if number < 0 or (number == 0 and not zero):
+        raise UsageError(f"setting postgres.{name} must be more than 0, not {raw!r}")
+    return number
+
+
+def _mapping(raw: Any, default: TableMapping, name: str) -> TableMapping:
+    if raw is None:
+        return default
+    if not isinstance(raw, Mapping):
+        raise UsageError(f"setting postgres.{name} must be a table with table and columns")
+    unknown = sorted(set(raw) - {"table", "columns"})
+    if unknown:
+        raise UsageError(f"unknown setting postgres.{name}.{unknown[0]}")
+
+    columns = dict(default.columns)
+    given = raw.get("columns") or {}
+    if not isinstance(given, Mapping):
+        raise UsageError(f"setting postgres.{name}.columns must map input columns to columns")
+    for column, source in given.items():
+        if column not in columns:
+            raise UsageError(
+                f"postgres.{name}.columns: {column!r} is not a column of this input; "
+                f"use some of {', '.join(columns)}"
+            )
+        if source is False or source == "":
+            if column in ("id", default.time_column):
+                raise UsageError(f"postgres.{name}.columns: {column!r} cannot be left out")
+            columns[column] = ""
+            continue
+        quote_identifier(str(source))
+        columns[column] = str(source)
+
+    table = str(raw.get("table", default.table))
+    quote_table(table)
+    return TableMapping(table=table, columns=columns, time_column=default.time_column)
