@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vault_audit.errors import PostgresError, UsageError
+from vault_audit.ingest import IngestResult, load_table
 from vault_audit.resources import read_query
 
 if TYPE_CHECKING:
@@ -236,14 +237,12 @@ def ingest_postgres(
     url: str,
     *,
     settings: Settings,
-) -> list[Any]:
+) -> list[IngestResult]:
     """Read every configured kind from Postgres and load it into the store.
 
     Returns one ``IngestResult`` per kind read. Event tables then move their
     watermark past the rows read; a run that fails before loading moves nothing.
     """
-    from vault_audit.ingest import load_table
-
     options = PostgresOptions.from_settings(settings)
     server = redact_url(url)
     watermarks = {
@@ -277,6 +276,9 @@ def read_postgres(
     watermarks: Mapping[str, Watermark | None] | None = None,
 ) -> PostgresRead:
     """Read the configured kinds in one read-only snapshot; nothing is written."""
+    # Known limitation: each table arrives whole in memory (a million audit rows are
+    # about 270 MB of Arrow) because the store loads a source in one transaction; a
+    # first import of a very large audit log needs that much memory.
     watermarks = watermarks or {}
     server = redact_url(url)
     started = time.perf_counter()
@@ -292,9 +294,17 @@ def read_postgres(
             table = _fetch(cursor, query, url, what, options)
             read.tables[kind] = table
             read.sources[kind] = _source_name(server, table_name)
-            log.info("read %d rows of %s from %s", table.num_rows, table_name, server)
+            log.debug("read %d rows of %s from %s", table.num_rows, table_name, server)
 
     read.seconds = time.perf_counter() - started
+    log.info(
+        "%s: read %d rows of %d tables in one snapshot at %s, %.2f s",
+        server,
+        sum(table.num_rows for table in read.tables.values()),
+        len(read.tables),
+        read.snapshot_at.isoformat(),
+        read.seconds,
+    )
     return read
 
 
@@ -423,10 +433,9 @@ def _connected(url: str, options: PostgresOptions, server: str) -> Iterator[Any]
 def _begin_snapshot(cursor: Any, url: str, options: PostgresOptions) -> datetime:
     what = f"cannot start a read-only transaction on {redact_url(url)}"
     try:
-        cursor.execute(read_query("postgres/read_only_session.sql"))
+        cursor.execute(read_query("postgres/begin_snapshot.sql"))
         cursor.execute(read_query("postgres/session_settings.sql"), _session_settings(options))
         cursor.fetchall()
-        cursor.execute(read_query("postgres/begin_snapshot.sql"))
         cursor.execute(read_query("postgres/now.sql"))
         row = cursor.fetchone()
     except Exception as error:
@@ -490,8 +499,8 @@ def _postgres_error(
     elif state == "42P01":
         reason = (
             f"the table does not exist ({_server_detail(message)}); "
-            "set its name under [postgres] in vault-audit.toml or leave its kind out of "
-            "postgres.kinds"
+            "name Vault's tables under [postgres] in vault-audit.toml, or leave the kind "
+            "out of postgres.kinds"
         )
     elif state == "42703":
         reason = (
@@ -520,8 +529,12 @@ def _server_detail(message: str) -> str:
     """The server's own sentence out of a driver message, on one line."""
     match = re.search(r"(?:ERROR|FATAL):\s+(.*)", message)
     detail = match.group(1) if match else message
-    detail = re.sub(r"^\[libpq\]\s*", "", detail.strip().splitlines()[0] if detail.strip() else "")
+    detail = detail.strip().splitlines()[0] if detail.strip() else ""
+    # Driver prefixes such as "IO: [libpq] Failed to connect: connection to ... failed:".
     detail = re.sub(r"^[A-Z_]+:\s+", "", detail)
+    detail = re.sub(r"^\[libpq\]\s*", "", detail)
+    detail = re.sub(r"^Failed to connect:\s*", "", detail)
+    detail = re.sub(r"^connection to server .*? failed:\s*", "", detail)
     return detail.strip() or "the server gave no reason"
 
 
@@ -530,8 +543,11 @@ def _redact_text(text: str, url: str) -> str:
     text = _URL_PASSWORD.sub(r"\1***@", text)
     text = _PASSWORD_IN_DSN.sub(r"\1***", text)
     password = _password_of(url) if url else None
-    if password:
-        text = text.replace(password, "***")
+    # Postgres never echoes a password; this is for a driver that might. A very short
+    # one is left alone, or every message would lose its letters.
+    if password and len(password) >= 4:
+        for form in {password, quote(password, safe="")}:
+            text = text.replace(form, "***")
     return " ".join(text.split())
 
 
@@ -547,7 +563,7 @@ def _password_of(url: str) -> str | None:
 
 
 def _redact_dsn(dsn: str) -> str:
-    pairs = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn))
+    pairs: dict[str, str] = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn))
     host = pairs.get("host", pairs.get("hostaddr", "localhost")).strip("'")
     port = pairs.get("port", "").strip("'")
     database = pairs.get("dbname", "").strip("'") or "(default database)"
