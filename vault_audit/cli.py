@@ -134,16 +134,34 @@ def pass_settings(command: F) -> F:
     metavar="VAR",
     help="Environment variable holding the HS256 JWT secret.",
 )
+@click.option(
+    "--from-postgres",
+    "from_postgres",
+    is_flag=False,
+    flag_value="env:VAULT_AUDIT_POSTGRES_URL",
+    default=None,
+    metavar="URL",
+    help="Read Supabase's and Vault's tables from Postgres instead of FILES: a URL, "
+    "env:VAR, or alone VAULT_AUDIT_POSTGRES_URL (see docs/postgres.md).",
+)
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
 @pass_settings
 def ingest(
-    settings: Settings, kind: str | None, snapshot_at: str | None, files: tuple[str, ...]
+    settings: Settings,
+    kind: str | None,
+    snapshot_at: str | None,
+    files: tuple[str, ...],
+    from_postgres: str | None = None,
 ) -> None:
     """Load input FILES into the store (exit 1 when records were quarantined)."""
     from vault_audit import store
     from vault_audit.ingest import ingest_files, parse_snapshot_time
 
-    if not files:
+    if from_postgres is not None and (files or kind or snapshot_at):
+        raise click.UsageError(
+            "--from-postgres reads its own tables: give no FILE, --kind or --snapshot-at"
+        )
+    if not files and from_postgres is None:
         raise click.UsageError("give at least one FILE")
     when = parse_snapshot_time(snapshot_at) if snapshot_at else None
 
@@ -160,9 +178,17 @@ def ingest(
         memory_limit=settings.memory_limit,
         threads=settings.threads,
     ) as connection:
-        results = ingest_files(
-            connection, files, kind=kind, settings=settings, snapshot_at=when, on_result=report
-        )
+        if from_postgres is not None:
+            from vault_audit.ingest.postgres import ingest_postgres, resolve_postgres_url
+
+            url = resolve_postgres_url(from_postgres)
+            results = ingest_postgres(connection, url, settings=settings)
+            for result in results:
+                report(result)
+        else:
+            results = ingest_files(
+                connection, files, kind=kind, settings=settings, snapshot_at=when, on_result=report
+            )
     if any(result.quarantined for result in results):
         sys.exit(1)
 
@@ -370,3 +396,169 @@ def sessions(settings: Settings, user_id: str, fmt: str) -> None:
             shaped, fmt, output=None, kind="sessions", title=f"device sessions of {user_id}"
         )
     )
+
+
+# --- report, timeline, demo ---------------------------------------------------------------
+
+
+def _selection_options(command: F) -> F:
+    """``--user``, ``--session``, ``--from`` and ``--to``: what a report is about."""
+    for option in reversed(
+        [
+            click.option("--user", "user_id", default=None, help="Report on this user."),
+            click.option(
+                "--session",
+                "session_id",
+                default=None,
+                help="Report on this device-session id or Supabase session id.",
+            ),
+            click.option("--from", "start", default=None, help="Window start (RFC 3339)."),
+            click.option("--to", "end", default=None, help="Window end (RFC 3339)."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@main.command()
+@db_option
+@_selection_options
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=str),
+    help="HTML file to write.",
+)
+@pass_settings
+def report(
+    settings: Settings,
+    user_id: str | None,
+    session_id: str | None,
+    start: str | None,
+    end: str | None,
+    output: str,
+) -> None:
+    """Write one self-contained HTML investigation report for a user (--user), a
+    session (--session) or a time window (--from and --to)."""
+    from vault_audit.report import Selection, write_report
+
+    selection = Selection.from_options(user_id=user_id, session_id=session_id, start=start, end=end)
+    _existing_store(settings)
+    result = write_report(settings, selection, output)
+    click.echo(
+        f"wrote {result.path} ({result.bytes / 1024:,.0f} KiB, {result.uses:,} token uses, "
+        f"{result.seconds:.1f} s)"
+    )
+    if result.stale:
+        click.echo(
+            "vault-audit: warning: files were ingested after the last check; run "
+            "`vault-audit check` to judge them",
+            err=True,
+        )
+
+
+@main.command()
+@db_option
+@click.option("--user", "user_id", default=None, help="Show this user's timeline.")
+@click.option(
+    "--session",
+    "session_id",
+    default=None,
+    help="Show the timeline of this device-session id or Supabase session id.",
+)
+@pass_settings
+def timeline(settings: Settings, user_id: str | None, session_id: str | None) -> None:
+    """Print the merged timeline of a user or a session: device-session events,
+    identity-provider entries, Vault events and token uses, in time order."""
+    import shutil
+
+    from vault_audit import store
+    from vault_audit.report import Selection, collect_report
+    from vault_audit.timeline import render_timeline
+
+    selection = Selection.from_options(user_id=user_id, session_id=session_id)
+    _existing_store(settings)
+    with store.opened(
+        settings.db,
+        read_only=True,
+        busy_timeout=settings.busy_timeout,
+        memory_limit=settings.memory_limit,
+        threads=settings.threads,
+    ) as connection:
+        facts = collect_report(connection, selection, settings=settings)
+
+    color = sys.stdout.isatty()
+    width = shutil.get_terminal_size((100, 24)).columns if color else 100
+    click.echo(render_timeline(facts, width=width, color=color), nl=False, color=color)
+
+
+@main.command()
+@click.option(
+    "--out",
+    "out_dir",
+    default="vault-audit-demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Folder for the simulated logs, the store and the report.",
+)
+@click.option("--users", default=12, show_default=True, type=click.IntRange(min=2, max=200))
+@click.option("--seed", default=0, show_default=True, type=int)
+def demo(out_dir: str, users: int, seed: int) -> None:
+    """Simulate a small world, ingest it, check it and write the report of its most
+    anomalous user."""
+    from vault_audit.demo import run_demo
+
+    result = run_demo(out_dir, users=users, seed=seed)
+    for line in result.lines():
+        click.echo(line)
+
+
+# --- simulate ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Folder for the simulated input files, ground truth and key.",
+)
+@click.option("--users", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--days", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True
+)
+@click.option(
+    "--algorithm", type=click.Choice(["ES256", "HS256"]), default="ES256", show_default=True
+)
+def simulate(out_dir: str, users: int, days: int, seed: int, fmt: str, algorithm: str) -> None:
+    """Write a seeded simulated world: the five input kinds, ground_truth and the key.
+
+    ES256 worlds write jwks.json (ingest with --jwks); HS256 worlds print the export line
+    of the simulated secret (ingest with --jwt-secret-env VAULT_AUDIT_SIM_SECRET).
+    """
+    from vault_audit.errors import UsageError
+    from vault_audit.simulate import simulate_world
+
+    try:
+        summary = simulate_world(
+            out_dir, users=users, days=days, seed=seed, fmt=fmt, algorithm=algorithm
+        )
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot simulate into {out_dir}: {error}") from None
+
+    for kind, path in summary.files.items():
+        rows = summary.rows.get(kind)
+        click.echo(f"{kind:<18} {path}" + (f" ({rows:,} rows)" if rows is not None else ""))
+    reasons = ", ".join(f"{reason} {count}" for reason, count in summary.reasons.items())
+    click.echo(f"verdicts: {reasons or 'none'}")
+    if summary.jwks_path is not None:
+        click.echo(f"ingest with: vault-audit ingest --jwks {summary.jwks_path} FILE...")
+    elif summary.jwt_secret_env and summary.jwt_secret:
+        # A simulated secret, made for this world only.
+        click.echo(f"export {summary.jwt_secret_env}={summary.jwt_secret}")
+        variable = summary.jwt_secret_env
+        click.echo(f"ingest with: vault-audit ingest --jwt-secret-env {variable} FILE...")

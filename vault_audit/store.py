@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -96,12 +97,17 @@ def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
     connection.execute("commit")
 
 
+def scalar(connection: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> Any:
+    """The one value a query returns, read to the end so the connection is free."""
+    rows = connection.execute(sql, params).fetchall()
+    return rows[0][0] if rows else None
+
+
 def next_id(connection: duckdb.DuckDBPyConnection, table: str) -> int:
     """The next integer id of ``ingest_runs`` or ``check_runs``."""
     if table not in {"ingest_runs", "check_runs"}:
         raise ValueError(table)
-    row = connection.execute(f"select coalesce(max(id), 0) + 1 from {table}").fetchone()
-    return int(row[0]) if row else 1
+    return int(scalar(connection, f"select coalesce(max(id), 0) + 1 from {table}"))
 
 
 def _connect_waiting(path: Path, read_only: bool, busy_timeout: float) -> duckdb.DuckDBPyConnection:
@@ -142,13 +148,15 @@ def _connect_once(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 def _check_or_migrate(connection: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
-    tables = {row[0] for row in connection.execute("select table_name from duckdb_tables()").fetchall()}
+    tables = {
+        row[0] for row in connection.execute("select table_name from duckdb_tables()").fetchall()
+    }
     current = 0
     if "vault_audit_meta" in tables:
-        row = connection.execute(
-            "select value from vault_audit_meta where key = 'schema_version'"
-        ).fetchone()
-        current = int(row[0]) if row else 0
+        value = scalar(
+            connection, "select value from vault_audit_meta where key = 'schema_version'"
+        )
+        current = int(value) if value is not None else 0
     elif tables:
         raise StoreError(f"{path} is a DuckDB file but not a vault-audit store")
 

@@ -1,8 +1,6 @@
 -- API requests that presented a JWT, typed, with the reason a record cannot be used.
--- `stage` holds no raw token: only a pair of hashes naming it within this file and
--- whether it had the shape of a JWS. `token_map` turns that pair into the token's
--- SHA-256, computed once per distinct token, and `token_checks` says why a token
--- could not be decoded.
+-- `stage` holds no raw token: only its SHA-256 and whether it had the shape of a JWS;
+-- `token_checks` says why a distinct token of this source could not be decoded.
 select
     s.line,
     case
@@ -21,9 +19,9 @@ select
         when s.token_form = 'jwt' and c.error is not null then c.error
         when s.token_form = 'claims' and not va_is_object(s.claims)
             then 'claims is not a JSON object'
-        when s.token_form = 'claims' and va_blank(s.given_sha256)
+        when s.token_form = 'claims' and va_blank(s.token_sha256)
             then 'missing key field: token_sha256'
-        when s.token_form = 'claims' and not regexp_full_match(s.given_sha256, '[0-9a-f]{64}')
+        when s.token_form = 'claims' and not regexp_full_match(s.token_sha256, '[0-9a-f]{64}')
             then 'token_sha256 is not a SHA-256 hex digest'
     end as reason,
     trim(s.request_id) as request_id,
@@ -36,8 +34,7 @@ select
     s.user_agent,
     nullif(trim(s.workspace_id), '') as workspace_id,
     nullif(trim(s.resource), '') as resource,
-    case when s.token_form = 'jwt' then m.token_sha256 else s.given_sha256 end as token_sha256,
+    s.token_sha256,
     case when s.token_form = 'claims' then s.claims end as claims
 from stage as s
-left join token_map as m on m.token_key = s.token_key and m.token_key2 = s.token_key2
-left join token_checks as c on c.token_sha256 = m.token_sha256
+left join token_checks as c on c.token_sha256 = s.token_sha256 and s.token_form = 'jwt'

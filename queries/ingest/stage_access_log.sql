@@ -1,7 +1,7 @@
--- Access-log records as text fields, with the token replaced by what may be kept:
--- which form it came in, a pair of fast hashes naming it within the file, and
--- whether it has the shape of a JWS. The raw token is never materialized.
--- The source placeholder below is the file's subquery (vault_audit.ingest.sources).
+-- Access-log records of one batch as text fields, with the compact token pulled out
+-- of `token` or `Authorization: Bearer`. The result stays in process memory: the
+-- loader keeps only the token's SHA-256 in the stage (see token_map.sql).
+-- The source placeholder below is the batch's parse query (vault_audit.ingest.sources).
 select
     line, parse_error, raw_text,
     request_id, "at", method, path, status, decision, ip, user_agent, workspace_id, resource,
@@ -10,9 +10,7 @@ select
         when not va_blank("authorization") then 'bad_authorization'
         when not va_blank(claims) or not va_blank(token_sha256) then 'claims'
     end as token_form,
-    hash(tok) as token_key,
-    hash(reverse(tok)) as token_key2,
-    coalesce(va_jws_shape(tok), false) as jws_shape,
+    tok,
     case when tok is null then lower(trim(token_sha256)) end as given_sha256,
     case when tok is null then claims end as claims
 from (

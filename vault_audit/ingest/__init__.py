@@ -40,6 +40,7 @@ def ingest_files(
     snapshot_at: datetime | None = None,
     verifier: TokenVerifier | None = None,
     on_result: Callable[[IngestResult], None] | None = None,
+    on_progress: Callable[[Path, int, int], None] | None = None,
 ) -> list[IngestResult]:
     """Load each file in its own transaction; return one result per file.
 
@@ -52,6 +53,9 @@ def ingest_files(
 
     results = []
     for source, source_kind in plans:
+        progress = None
+        if on_progress:
+            progress = _progress_of(source, on_progress)
         result = load_source(
             connection,
             source_kind,
@@ -59,6 +63,7 @@ def ingest_files(
             verifier=verifier,
             snapshot_at=snapshot_at,
             source_sha256=file_sha256(source.path),
+            progress=progress,
         )
         results.append(result)
         if on_result:
@@ -89,6 +94,19 @@ def load_table(
         snapshot_at=snapshot_at,
         source_sha256=source_sha256,
     )
+
+
+def _progress_of(
+    source: Source, on_progress: Callable[[Path, int, int], None]
+) -> Callable[[int], None]:
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        on_progress(source.path, min(done, source.size), source.size)
+
+    return advance
 
 
 def parse_snapshot_time(text: str) -> datetime:

@@ -30,7 +30,7 @@ from vault_audit.ingest.kinds import ACCESS_LOG, Kind
 from vault_audit.ingest.sources import Source
 from vault_audit.ingest.verify import TokenVerifier
 from vault_audit.resources import read_query
-from vault_audit.store import next_id, transaction
+from vault_audit.store import next_id, scalar, transaction
 
 log = logging.getLogger(__name__)
 
@@ -61,34 +61,29 @@ def load_source(
     snapshot_at: datetime | None = None,
     source_name: str | None = None,
     source_sha256: str | None = None,
+    progress: sources.Progress | None = None,
 ) -> IngestResult:
     """Load ``source`` as ``kind`` in one transaction and return its counts."""
     started = time.perf_counter()
     name = source_name or str(source.path)
-    parameter = [] if source.format == "arrow" else [str(source.path)]
-    subquery = sources.source_sql(source, kind.columns)
     create_macros(connection)
+
+    # Staging touches only this connection's temporary tables, batch by batch (one
+    # transaction over every batch would hold each batch's memory to the end); the
+    # store itself changes in the one transaction below, or not at all.
+    _stage(connection, kind, source, verifier, progress)
+    connection.execute("delete from stage where parse_error = 'blank'")
 
     with transaction(connection):
         run_id = next_id(connection, "ingest_runs")
-        sources.reset_rejects(connection)
         if kind is ACCESS_LOG:
-            stage = read_query("ingest/stage_access_log.sql").replace("{source}", subquery)
-        else:
-            stage = subquery
-        connection.execute(f"create or replace temp table stage as {stage}", parameter)
-        rejects = sources.read_rejects(connection)
-        _align_lines(connection, rejects, source.first_line)
-        connection.execute("delete from stage where parse_error = 'blank'")
-
-        if kind is ACCESS_LOG:
-            verifier.load_tokens(connection, subquery, parameter)
+            verifier.settle(connection)
 
         connection.execute(
             "create or replace temp table normalized as " + read_query(kind.query),
             {"snapshot_at": snapshot_at} if kind.snapshot else {},
         )
-        quarantined = _quarantine(connection, kind, run_id, name, source_sha256, rejects)
+        quarantined = _quarantine(connection, kind, run_id, name, source_sha256, source.rejects)
         accepted, duplicates = _land(connection, kind, run_id)
         if kind.snapshot:
             _record_snapshots(connection, kind, snapshot_at)
@@ -109,7 +104,7 @@ def load_source(
                 seconds,
             ],
         )
-        for table in ("stage", "normalized"):
+        for table in ("stage", "normalized", "token_checks"):
             connection.execute(f"drop table if exists {table}")
 
     log.info(
@@ -136,23 +131,90 @@ def load_arrow(
     source_sha256: str | None = None,
 ) -> IngestResult:
     """Load rows that did not come from a file, through the same path as a file."""
-    connection.register("va_arrow", table)
+    return load_source(
+        connection,
+        kind,
+        sources.arrow_source(name, table),
+        verifier=verifier,
+        snapshot_at=snapshot_at,
+        source_name=name,
+        source_sha256=source_sha256,
+    )
+
+
+def _stage(
+    connection: duckdb.DuckDBPyConnection,
+    kind: Kind,
+    source: Source,
+    verifier: TokenVerifier,
+    progress: sources.Progress | None,
+) -> None:
+    """Parse the source batch by batch into the temporary table `stage`.
+
+    For an access log, each batch's tokens exist only in Arrow memory here: the
+    stage receives their SHA-256, and the verifier the distinct ones.
+    """
+    parse = sources.parse_sql(source, kind.columns)
+    if kind is ACCESS_LOG:
+        parse = read_query("ingest/stage_access_log.sql").replace("{source}", parse)
+        verifier.begin(connection)
+
+    created = False
+    for batch in _batches_or_empty(source, progress):
+        connection.register("va_batch", batch)
+        try:
+            if kind is ACCESS_LOG:
+                _stage_access_log_batch(connection, parse, verifier, created)
+            elif created:
+                connection.execute(f"insert into stage {parse}")
+            else:
+                connection.execute(f"create or replace temp table stage as {parse}")
+            created = True
+        finally:
+            connection.unregister("va_batch")
+
+
+def _stage_access_log_batch(
+    connection: duckdb.DuckDBPyConnection, parse: str, verifier: TokenVerifier, created: bool
+) -> None:
+    """Stage one batch; its raw tokens never leave Arrow memory."""
+    parsed = connection.sql(parse).to_arrow_table()
+    connection.register("va_parsed", parsed)
     try:
-        types = tuple(
-            str(type_) for type_ in connection.sql("select * from va_arrow limit 0").types
-        )
-        source = sources.arrow_source(name, tuple(table.column_names), types)
-        return load_source(
-            connection,
-            kind,
-            source,
-            verifier=verifier,
-            snapshot_at=snapshot_at,
-            source_name=name,
-            source_sha256=source_sha256,
-        )
+        token_map = connection.sql(read_query("ingest/token_map.sql")).to_arrow_table()
+        connection.register("va_token_map", token_map)
+        verifier.collect(connection, token_map)
+        rows = read_query("ingest/stage_access_log_insert.sql")
+        if created:
+            connection.execute(f"insert into stage {rows}")
+        else:
+            connection.execute(f"create or replace temp table stage as {rows}")
     finally:
-        connection.unregister("va_arrow")
+        connection.unregister("va_parsed")
+        connection.unregister("va_token_map")
+
+
+def _batches_or_empty(source: Source, progress: sources.Progress | None):
+    """The source's batches; an empty source still yields one empty batch, so the
+    stage has its columns."""
+    empty = True
+    for table in sources.iter_tables(source, progress):
+        empty = False
+        yield table
+    if empty:
+        yield pa.Table.from_batches([_empty_batch(source)])
+
+
+def _empty_batch(source: Source) -> pa.RecordBatch:
+    if source.format == "jsonl":
+        names, types = ["line", "text"], [pa.int64(), pa.binary()]
+    elif source.format == "csv":
+        names = ["line", *source.columns]
+        types = [pa.int64()] + [pa.binary()] * len(source.columns)
+    else:
+        names = ["line", *source.columns]
+        types = [pa.int64()] + [pa.string()] * len(source.columns)
+    return pa.RecordBatch.from_arrays([pa.array([], t) for t in types], names=names)
 
 
 def file_sha256(path: Path) -> str:
@@ -167,32 +229,6 @@ def file_sha256(path: Path) -> str:
 def create_macros(connection: duckdb.DuckDBPyConnection) -> None:
     """Create the ingest macros on this connection (temporary, so always anew)."""
     connection.execute(read_query("ingest/macros.sql"))
-
-
-def _align_lines(
-    connection: duckdb.DuckDBPyConnection, rejects: list[tuple[int, str, str]], first_line: int
-) -> None:
-    """Turn record ordinals into file lines.
-
-    DuckDB numbers the records it could split; each rejected line before a record
-    shifts that record's line by one. Reject ``j`` (0-based) at line ``r`` follows
-    ``r - first_line - j`` records.
-    """
-    if first_line != 1:
-        connection.execute("update stage set line = line + ?", [first_line - 1])
-    if not rejects:
-        return
-    after = [line - first_line - index for index, (line, _, _) in enumerate(rejects)]
-    connection.execute("create or replace temp table va_reject_after (after bigint)")
-    connection.executemany("insert into va_reject_after values (?)", [[value] for value in after])
-    connection.execute(
-        """
-        update stage set line = line + (
-            select count(*) from va_reject_after where after < stage.line - ?
-        )
-        """,
-        [first_line - 1],
-    )
 
 
 def _quarantine(
@@ -241,8 +277,9 @@ def _quarantine(
             """,
             [[run_id, kind.name, name, line, reason, text, line] for line, reason, text in rejects],
         )
-    row = connection.execute("select count(*) from normalized where reason is not null").fetchone()
-    return int(row[0]) + len(rejects) if row else len(rejects)
+    return int(
+        scalar(connection, "select count(*) from normalized where reason is not null")
+    ) + len(rejects)
 
 
 def _land(connection: duckdb.DuckDBPyConnection, kind: Kind, run_id: int) -> tuple[int, int]:
@@ -259,9 +296,8 @@ def _land(connection: duckdb.DuckDBPyConnection, kind: Kind, run_id: int) -> tup
         qualify row_number() over (partition by {key} order by line) = 1
         """
     )
-    usable = connection.execute("select count(*) from normalized where reason is null").fetchone()
-    accepted = connection.execute("select count(*) from landing").fetchone()
-    assert usable is not None and accepted is not None
+    usable = int(scalar(connection, "select count(*) from normalized where reason is null"))
+    accepted = int(scalar(connection, "select count(*) from landing"))
 
     if kind is ACCESS_LOG:
         _add_claims_tokens(connection)
@@ -272,7 +308,7 @@ def _land(connection: duckdb.DuckDBPyConnection, kind: Kind, run_id: int) -> tup
         [run_id],
     )
     connection.execute("drop table landing")
-    return int(accepted[0]), int(usable[0]) - int(accepted[0])
+    return accepted, usable - accepted
 
 
 def _add_claims_tokens(connection: duckdb.DuckDBPyConnection) -> None:

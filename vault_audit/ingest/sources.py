@@ -1,42 +1,53 @@
-"""Input files as rows of text fields: JSON Lines, CSV or Parquet, gzip or not.
+"""Input files as a stream of Arrow record batches, each row with its line number.
 
-A source becomes one SQL subquery with a line number, a parse error (null when the
-record parsed) and every column of its kind as text, so each kind's normalizing
-query reads every format the same way. Lines DuckDB cannot even split (invalid
-UTF-8, over-long lines, a CSV row with the wrong number of fields) come back as
-rejects, which the loader quarantines.
+JSON Lines come as raw lines (bytes, so invalid UTF-8 is a record's problem, not
+the file's); CSV as its columns, also bytes; Parquet and Arrow tables as they are.
+Each kind's SQL then reads every format the same way through ``parse_sql``. Batches
+are small, so a file of any size streams in bounded memory, and rows that cannot
+even be split (a CSV row with the wrong number of fields) come back as rejects with
+their line, for the quarantine.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import itertools
 import json
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
-import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from vault_audit.errors import InputError
 
 _SAMPLE_LINES = 200
-_REJECTS = "va_rejects"
-_SCANS = "va_reject_scans"
-_NESTED_TYPES = ("STRUCT", "MAP", "[]", "JSON", "UNION")
+_BLOCK_SIZE = 4 << 20
+_MAX_BLOCK_SIZE = 1 << 30
+_PARQUET_BATCH = 131072
+_TABLE_BYTES = 128 << 20
+_NESTED = (pa.types.is_struct, pa.types.is_map, pa.types.is_list, pa.types.is_large_list)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Source:
-    """One readable input file and what its first records show."""
+    """One readable input and what its first records show."""
 
     path: Path
     format: str  # jsonl | csv | parquet | arrow
     compressed: bool
     columns: tuple[str, ...]
-    # Header lines before the first record, so rows map back to file lines.
-    first_line: int = 1
-    column_types: tuple[str, ...] = ()
+    nested: frozenset[str] = frozenset()
+    table: pa.Table | None = None
+    size: int = 0
+    rejects: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+Progress = Callable[[int], None]
 
 
 def inspect_file(path: Path) -> Source:
@@ -48,77 +59,84 @@ def inspect_file(path: Path) -> Source:
     try:
         with path.open("rb") as handle:
             head = handle.read(4)
+        size = path.stat().st_size
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror}") from None
 
     if head == b"PAR1":
-        return _inspect_parquet(path)
+        return _inspect_parquet(path, size)
     compressed = head[:2] == b"\x1f\x8b"
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".parquet"):
         raise InputError(f"{path} is not a Parquet file")
     try:
         text = _first_text(path, compressed)
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+    except (OSError, EOFError) as error:
         raise InputError(f"cannot read {path}: {error}") from None
 
     looks_like_json = text.lstrip().startswith(("{", "["))
     if name.endswith((".jsonl", ".ndjson", ".json")) or (
         looks_like_json and not name.endswith(".csv")
     ):
-        return _inspect_jsonl(path, compressed, text)
-    return _inspect_csv(path, compressed, text)
+        return _inspect_jsonl(path, compressed, text, size)
+    return _inspect_csv(path, compressed, text, size)
 
 
-def source_sql(source: Source, columns: tuple[str, ...]) -> str:
-    """A subquery over the file (bound as the first parameter): line, parse_error,
-    raw_text and ``columns`` as text."""
+def arrow_source(name: str, table: pa.Table) -> Source:
+    """A source over rows already in memory (read from Postgres, say)."""
+    nested = frozenset(
+        column.name for column in table.schema if any(test(column.type) for test in _NESTED)
+    )
+    return Source(Path(name), "arrow", False, tuple(table.column_names), nested, table=table)
+
+
+def iter_tables(source: Source, progress: Progress | None = None) -> Iterator[pa.Table]:
+    """The source in tables of about 128 MiB, each with an int64 ``line`` column
+    first: big enough for DuckDB to spread one over the cores, small enough to
+    keep memory bounded."""
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for batch in iter_batches(source, progress):
+        pending.append(batch)
+        size += batch.nbytes
+        if size >= _TABLE_BYTES:
+            yield pa.Table.from_batches(pending)
+            pending, size = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+def iter_batches(source: Source, progress: Progress | None = None) -> Iterator[pa.RecordBatch]:
+    """Record batches of the source, each with an int64 ``line`` column first."""
     if source.format == "jsonl":
-        return _jsonl_sql(columns, _compression(source))
-    if source.format == "csv":
-        return _csv_sql(source, columns)
+        yield from _jsonl_batches(source, progress)
+    elif source.format == "csv":
+        yield from _csv_batches(source, progress)
+    elif source.format == "parquet":
+        yield from _parquet_batches(source, progress)
+    else:
+        assert source.table is not None
+        yield from _numbered(source.table.to_batches(max_chunksize=_PARQUET_BATCH), first=1)
+
+
+def parse_sql(source: Source, columns: tuple[str, ...]) -> str:
+    """SQL over the batch ``va_batch``: line, parse_error, raw_text and ``columns`` as
+    text. Column names come from the kind, never from the file."""
+    if source.format == "jsonl":
+        return _jsonl_sql(columns)
     return _columnar_sql(source, columns)
 
 
-def source_parameter(source: Source) -> str:
-    return str(source.path)
-
-
-def reset_rejects(connection: duckdb.DuckDBPyConnection) -> None:
-    connection.execute(f"drop table if exists {_REJECTS}")
-    connection.execute(f"drop table if exists {_SCANS}")
-
-
-def read_rejects(connection: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str]]:
-    """``(line, reason, text)`` of every line the last scan could not split."""
-    tables = {
-        row[0] for row in connection.execute("select table_name from duckdb_tables()").fetchall()
-    }
-    if _REJECTS not in tables:
-        return []
-    rows = connection.execute(
-        f"select line, error_type, va_mask(csv_line) from {_REJECTS} order by line"
-    ).fetchall()
-    return [(int(line), _reject_reason(str(kind)), text) for line, kind, text in rows]
-
-
-def _reject_reason(error_type: str) -> str:
-    return {
-        "INVALID ENCODING": "invalid UTF-8",
-        "LINE SIZE OVER MAXIMUM": "line too long",
-        "MISSING COLUMNS": "CSV row with too few fields",
-        "TOO MANY COLUMNS": "CSV row with too many fields",
-        "UNQUOTED VALUE": "CSV row with a malformed quoted field",
-    }.get(error_type, f"unreadable line ({error_type.lower()})")
-
-
 def _first_text(path: Path, compressed: bool) -> str:
-    opener = gzip.open if compressed else open
-    with opener(path, "rb") as handle:  # type: ignore[operator]
-        return handle.read(256 * 1024).decode("utf-8", errors="replace")
+    opener: Any = gzip.open if compressed else open
+    try:
+        with opener(path, "rb") as handle:
+            return handle.read(256 * 1024).decode("utf-8", errors="replace")
+    except gzip.BadGzipFile as error:
+        raise InputError(f"cannot read {path}: {error}") from None
 
 
-def _inspect_jsonl(path: Path, compressed: bool, text: str) -> Source:
+def _inspect_jsonl(path: Path, compressed: bool, text: str, size: int) -> Source:
     if text.lstrip().startswith("["):
         raise InputError(f"{path} is a JSON array, not JSON Lines (one object per line)")
     keys: dict[str, None] = {}
@@ -134,120 +152,199 @@ def _inspect_jsonl(path: Path, compressed: bool, text: str) -> Source:
             keys.update(dict.fromkeys(str(key) for key in record))
     if lines and not parsed:
         raise InputError(f"{path} is not JSON Lines: none of its first lines is a JSON object")
-    return Source(path, "jsonl", compressed, tuple(keys), first_line=1)
+    return Source(path, "jsonl", compressed, tuple(keys), size=size)
 
 
-def _inspect_csv(path: Path, compressed: bool, text: str) -> Source:
+def _inspect_csv(path: Path, compressed: bool, text: str, size: int) -> Source:
     header = text.splitlines()[0] if text.strip() else ""
     if not header.strip():
         raise InputError(f"{path} is empty: a CSV file needs a header line")
-    try:
-        relation = duckdb.sql(
-            "select * from read_csv(?, header = true, all_varchar = true, sample_size = 2048,"
-            " compression = ?) limit 0",
-            params=[str(path), "gzip" if compressed else "none"],
-        )
-        columns = tuple(relation.columns)
-    except duckdb.Error as error:
-        raise InputError(f"{path} is not a readable CSV file: {_first_line(str(error))}") from None
-    return Source(path, "csv", compressed, columns, first_line=2)
+    columns = next(csv.reader([header]))
+    return Source(path, "csv", compressed, tuple(columns), size=size)
 
 
-def _inspect_parquet(path: Path) -> Source:
+def _inspect_parquet(path: Path, size: int) -> Source:
     try:
         schema = pq.read_schema(path)
     except Exception as error:  # pyarrow raises several unrelated types for a bad file
         raise InputError(
             f"{path} is not a readable Parquet file: {_first_line(str(error))}"
         ) from None
-    relation = duckdb.sql("select * from read_parquet(?) limit 0", params=[str(path)])
-    types = tuple(str(kind) for kind in relation.types)
-    return Source(path, "parquet", False, tuple(schema.names), column_types=types)
+    nested = frozenset(item.name for item in schema if any(test(item.type) for test in _NESTED))
+    return Source(path, "parquet", False, tuple(schema.names), nested, size=size)
 
 
-def arrow_source(name: str, columns: tuple[str, ...], types: tuple[str, ...]) -> Source:
-    """A source over an Arrow table registered on the connection as ``va_arrow``."""
-    return Source(Path(name), "arrow", False, columns, column_types=types)
+class _Counting:
+    """A binary file that reports how many bytes were read from it."""
+
+    def __init__(self, handle: BinaryIO, progress: Progress | None):
+        self._handle = handle
+        self._progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        if self._progress and data:
+            self._progress(len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
 
 
-def _compression(source: Source) -> str:
-    return "gzip" if source.compressed else "none"
+def _open_stream(source: Source, progress: Progress | None) -> Any:
+    raw = source.path.open("rb")
+    counted = _Counting(raw, progress)
+    if source.compressed:
+        return gzip.GzipFile(fileobj=counted, mode="rb")  # type: ignore[arg-type]
+    return counted
 
 
-def _jsonl_sql(columns: tuple[str, ...], compression: str) -> str:
+def _jsonl_batches(source: Source, progress: Progress | None) -> Iterator[pa.RecordBatch]:
+    parse = pacsv.ParseOptions(
+        delimiter="\x01",
+        quote_char=False,
+        escape_char=False,
+        ignore_empty_lines=False,
+        invalid_row_handler=_collect_rejects(source, "line containing a \\x01 byte"),
+    )
+    convert = pacsv.ConvertOptions(column_types={"text": pa.binary()})
+    yield from _csv_stream(source, progress, ["text"], parse, convert, first=1)
+
+
+def _csv_batches(source: Source, progress: Progress | None) -> Iterator[pa.RecordBatch]:
+    parse = pacsv.ParseOptions(
+        newlines_in_values=True,
+        invalid_row_handler=_collect_rejects(source, "CSV row with the wrong number of fields"),
+    )
+    convert = pacsv.ConvertOptions(
+        column_types={name: pa.binary() for name in source.columns},
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+    yield from _csv_stream(source, progress, None, parse, convert, first=2)
+
+
+def _csv_stream(
+    source: Source,
+    progress: Progress | None,
+    names: list[str] | None,
+    parse: pacsv.ParseOptions,
+    convert: pacsv.ConvertOptions,
+    first: int,
+) -> Iterator[pa.RecordBatch]:
+    block = _BLOCK_SIZE
+    while True:
+        read = pacsv.ReadOptions(column_names=names, block_size=block, use_threads=False)
+        stream = _open_stream(source, progress)
+        try:
+            reader = pacsv.open_csv(
+                stream, read_options=read, parse_options=parse, convert_options=convert
+            )
+            yield from _numbered(reader, first=first, rejects=source.rejects)
+            return
+        except pa.ArrowInvalid as error:
+            # A line longer than the block: only worth a retry before anything was read.
+            if "straddling" in str(error) and block < _MAX_BLOCK_SIZE and not source.rejects:
+                block *= 4
+                continue
+            raise InputError(f"{source.path} cannot be read: {_first_line(str(error))}") from None
+        finally:
+            stream.close()
+
+
+def _parquet_batches(source: Source, progress: Progress | None) -> Iterator[pa.RecordBatch]:
+    try:
+        parquet = pq.ParquetFile(source.path)
+        batches = parquet.iter_batches(batch_size=_PARQUET_BATCH)
+        for batch in _numbered(batches, first=1):
+            if progress:
+                progress(int(source.size * batch.num_rows / max(parquet.metadata.num_rows, 1)))
+            yield batch
+    except (pa.ArrowInvalid, OSError) as error:
+        raise InputError(f"{source.path} cannot be read: {_first_line(str(error))}") from None
+
+
+def _numbered(
+    batches: Any, *, first: int, rejects: list[tuple[int, str, str]] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Prefix each batch with its rows' line numbers, skipping the lines of rejected
+    rows (which the reader reports, with their line, while it reads the batch)."""
+    line = first
+    for batch in batches:
+        count = batch.num_rows
+        skip = {reject[0] for reject in rejects or () if reject[0] >= line}
+        if skip:
+            free = (number for number in itertools.count(line) if number not in skip)
+            numbers = pa.array(list(itertools.islice(free, count)), pa.int64())
+        else:
+            numbers = pa.array(range(line, line + count), pa.int64())
+        if count:
+            line = numbers[-1].as_py() + 1
+        yield pa.RecordBatch.from_arrays(
+            [numbers, *batch.columns], names=["line", *batch.schema.names]
+        )
+
+
+def _collect_rejects(source: Source, reason: str) -> Callable[[Any], str]:
+    def handle(row: Any) -> str:
+        line = row.number if row.number is not None else -1
+        source.rejects.append((line, reason, row.text))
+        return "skip"
+
+    return handle
+
+
+def _jsonl_sql(columns: tuple[str, ...]) -> str:
     paths = ", ".join(_json_path(column) for column in columns)
     fields = ",\n    ".join(
-        f"case when parse_error is null then f[{index}] end as {_ident(column)}"
-        for index, column in enumerate(columns, start=1)
+        f"f[{index}] as {_ident(column)}" for index, column in enumerate(columns, start=1)
     )
     return f"""
-select line, parse_error, raw_text,
+select line, parse_error,
+    case when parse_error is not null then va_mask(coalesce(text, '<invalid UTF-8>')) end
+        as raw_text,
     {fields}
 from (
-    select line, parse_error,
-        case when parse_error is not null then va_mask(text) end as raw_text,
-        case when parse_error is null then json_extract_string(text, [{paths}]) end as f
+    select line, text, f,
+        case
+            when text is null then 'invalid UTF-8'
+            when f is not null then null
+            when va_blank(text) then 'blank'
+            when json_valid(text) then 'not a JSON object'
+            else 'bad JSON'
+        end as parse_error
     from (
         select line, text,
-            case
-                when va_blank(text) then 'blank'
-                when not json_valid(text) then 'bad JSON'
-                when json_type(text) <> 'OBJECT' then 'not a JSON object'
-            end as parse_error
-        from (
-            select row_number() over () as line, line as text
-            from read_csv(?, columns = {{'line': 'VARCHAR'}}, delim = '\x01', quote = '',
-                escape = '', header = false, auto_detect = false, strict_mode = false,
-                ignore_errors = true, store_rejects = true, rejects_table = '{_REJECTS}',
-                rejects_scan = '{_SCANS}', max_line_size = 8388608,
-                compression = '{compression}')
-        )
+            case when starts_with(ltrim(text), '{{') then try(json_extract_string(text, [{paths}]))
+            end as f
+        from (select line, try(decode(text)) as text from va_batch)
     )
 )"""
 
 
-def _csv_sql(source: Source, columns: tuple[str, ...]) -> str:
-    present = {name.strip().lower(): name for name in source.columns}
-    fields = ",\n    ".join(
-        f"{_ident(present[column])} as {_ident(column)}"
-        if column in present
-        else f"null::varchar as {_ident(column)}"
-        for column in columns
-    )
-    return f"""
-select row_number() over () as line, null::varchar as parse_error, null::varchar as raw_text,
-    {fields}
-from read_csv(?, header = true, all_varchar = true, ignore_errors = true,
-    store_rejects = true, rejects_table = '{_REJECTS}', rejects_scan = '{_SCANS}',
-    max_line_size = 8388608, sample_size = 2048, compression = '{_compression(source)}')"""
-
-
 def _columnar_sql(source: Source, columns: tuple[str, ...]) -> str:
-    present = {
-        name.strip().lower(): (name, kind)
-        for name, kind in zip(source.columns, source.column_types, strict=True)
-    }
+    present = {name.strip().lower(): name for name in source.columns}
     fields = []
+    checks = []
     for column in columns:
-        if column not in present:
+        name = present.get(column)
+        if name is None:
             fields.append(f"null::varchar as {_ident(column)}")
-            continue
-        name, kind = present[column]
-        if any(marker in kind.upper() for marker in _NESTED_TYPES):
+        elif source.format == "csv":
+            fields.append(f"try(decode({_ident(name)})) as {_ident(column)}")
+            checks.append(f"({_ident(name)} is not null and try(decode({_ident(name)})) is null)")
+        elif name in source.nested:
             fields.append(f"to_json({_ident(name)})::varchar as {_ident(column)}")
         else:
             fields.append(f"cast({_ident(name)} as varchar) as {_ident(column)}")
-    if source.format == "arrow":
-        scan = "(select *, row_number() over () as file_row_number from va_arrow)"
-        line = "file_row_number"
-    else:
-        scan = "read_parquet(?, file_row_number = true)"
-        line = "file_row_number + 1"
+    invalid = " or ".join(checks) or "false"
     joined = ",\n    ".join(fields)
     return f"""
-select {line} as line, null::varchar as parse_error, null::varchar as raw_text,
+select line,
+    case when {invalid} then 'invalid UTF-8' end as parse_error,
+    null::varchar as raw_text,
     {joined}
-from {scan}"""
+from va_batch"""
 
 
 def _json_path(key: str) -> str:
