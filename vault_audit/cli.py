@@ -7,10 +7,12 @@ busy store. Errors are one line on standard error, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -186,11 +188,45 @@ def ingest(
             for result in results:
                 report(result)
         else:
-            results = ingest_files(
-                connection, files, kind=kind, settings=settings, snapshot_at=when, on_result=report
-            )
+            with _file_progress() as on_progress:
+                results = ingest_files(
+                    connection,
+                    files,
+                    kind=kind,
+                    settings=settings,
+                    snapshot_at=when,
+                    on_result=report,
+                    on_progress=on_progress,
+                )
     if any(result.quarantined for result in results):
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def _file_progress() -> Iterator[Callable[[Path, int, int], None] | None]:
+    """A progress bar per file on a terminal; nothing when stderr is a pipe or a log."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    tasks: dict[Path, Any] = {}
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+
+        def advance(path: Path, done: int, total: int) -> None:
+            if path not in tasks:
+                tasks[path] = progress.add_task(path.name, total=total)
+            progress.update(tasks[path], completed=done)
+
+        yield advance
 
 
 # --- check, exposure, sessions ------------------------------------------------------------

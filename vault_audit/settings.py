@@ -73,16 +73,16 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise UsageError(f"cannot read {path}: {error}") from None
 
-    known = {item.name for item in fields(Settings)}
-    unknown = sorted(set(document) - known)
-    if unknown:
-        raise UsageError(f"{path}: unknown setting {unknown[0]!r}")
     for secret_like in ("jwt_secret", "password"):
         if secret_like in document:
             raise UsageError(
                 f"{path}: secrets are read only from the environment; "
-                f"name the variable with jwt_secret_env instead"
+                "name the variable with jwt_secret_env instead"
             )
+    known = {item.name for item in fields(Settings)}
+    unknown = sorted(set(document) - known)
+    if unknown:
+        raise UsageError(f"{path}: unknown setting {unknown[0]!r}")
     return document
 
 

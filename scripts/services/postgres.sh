@@ -88,4 +88,4 @@ if ! "${as_owner[@]}" "$bindir/pg_ctl" status -D "$data_dir" >/dev/null 2>&1; th
     "${as_owner[@]}" "$bindir/pg_ctl" start -D "$data_dir" -w -t 60 -l "$root_dir/server.log" \
         >/dev/null || { say "the server did not start; see $root_dir/server.log"; exit 1; }
 fi
-cat "$url_file"
+say "ready on 127.0.0.1:$port; the tests read the URL (with its password) from $url_file"
