@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shutil
 import sys
 import time
@@ -100,29 +99,48 @@ def main() -> None:
 
     started = time.perf_counter()
     jsonl, parquet = make_logs(arguments.rows, arguments.tokens)
-    print(f"data ready in {time.perf_counter() - started:.0f} s: {jsonl.stat().st_size / 2**30:.2f} GiB "
-          f"JSON Lines, {parquet.stat().st_size / 2**30:.2f} GiB Parquet; {os.cpu_count()} cores")
+    gib = 2**30
+    print(
+        f"data ready in {time.perf_counter() - started:.0f} s: "
+        f"{jsonl.stat().st_size / gib:.2f} GiB JSON Lines, "
+        f"{parquet.stat().st_size / gib:.2f} GiB Parquet; {os.cpu_count()} cores"
+    )
 
     env = dict(os.environ, BENCH_JWT_SECRET=SECRET)
-    print(f"{'input':<10} {'step':<26} {'seconds':>8} {'rows/s':>11} {'peak MiB':>9} {'vs plain':>8}")
-    for label, path, plain in (("jsonl", jsonl, "plain-json"), ("parquet", parquet, "plain-parquet")):
+    header = ("input", "step", "seconds", "rows/s", "peak MiB", "vs plain")
+    print("{:<10} {:<26} {:>8} {:>11} {:>9} {:>8}".format(*header))
+    inputs = (("jsonl", jsonl, "plain-json"), ("parquet", parquet, "plain-parquet"))
+    for label, path, plain in inputs:
         scratch = DATA / "scratch"
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir()
         floor = run_step(plain, str(scratch / "plain.duckdb"), str(path))
         steps = [
             ("plain duckdb load", floor),
-            ("vault-audit ingest", run_step(
-                "ingest", str(scratch / "a.duckdb"), "access-log", str(path), env=env)),
-            ("ingest + verify HS256", run_step(
-                "ingest", str(scratch / "b.duckdb"), "access-log", str(path),
-                "--jwt-secret-env", "BENCH_JWT_SECRET", env=env)),
+            (
+                "vault-audit ingest",
+                run_step("ingest", str(scratch / "a.duckdb"), "access-log", str(path), env=env),
+            ),
+            (
+                "ingest + verify HS256",
+                run_step(
+                    "ingest",
+                    str(scratch / "b.duckdb"),
+                    "access-log",
+                    str(path),
+                    "--jwt-secret-env",
+                    "BENCH_JWT_SECRET",
+                    env=env,
+                ),
+            ),
         ]
         for name, figures in steps:
             rate = arguments.rows / figures["seconds"]
             ratio = figures["seconds"] / floor["seconds"]
-            print(f"{label:<10} {name:<26} {figures['seconds']:>8.1f} {rate:>11,.0f} "
-                  f"{figures['peak_mib']:>9,.0f} {ratio:>7.2f}x")
+            print(
+                f"{label:<10} {name:<26} {figures['seconds']:>8.1f} {rate:>11,.0f} "
+                f"{figures['peak_mib']:>9,.0f} {ratio:>7.2f}x"
+            )
         shutil.rmtree(scratch, ignore_errors=True)
 
 

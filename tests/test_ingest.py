@@ -136,13 +136,19 @@ def rows(db, sql: str) -> list[tuple]:
 @pytest.mark.parametrize(
     ("kind", "records", "table"),
     [
-        ("vault-events", [event("e1"), event("e2", type="secret.read", target={"secret_id": "s"})],
-         "vault_events"),
+        (
+            "vault-events",
+            [event("e1"), event("e2", type="secret.read", target={"secret_id": "s"})],
+            "vault_events",
+        ),
         ("access-log", [use("r1"), use("r2")], "token_uses"),
         ("supabase-audit", [audit("a1"), audit("a2", "login")], "idp_audit"),
         ("supabase-sessions", [idp_session("s1"), idp_session("s2")], "idp_session_snapshots"),
-        ("device-sessions", [device_session("d1"), device_session("d2")],
-         "device_session_snapshots"),
+        (
+            "device-sessions",
+            [device_session("d1"), device_session("d2")],
+            "device_session_snapshots",
+        ),
     ],
 )
 def test_every_kind_loads_in_every_format(db, tmp_path, fmt, kind, records, table):
@@ -224,9 +230,11 @@ def test_each_unusable_record_is_quarantined_with_its_reason_and_line(db, tmp_pa
 def test_line_numbers_stay_true_after_a_line_that_is_not_utf8(db, tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_bytes(
-        json.dumps(event("e1")).encode() + b"\n"
+        json.dumps(event("e1")).encode()
+        + b"\n"
         + b'{"id": "\xff\xfe"}\n'
-        + json.dumps(event("e2", occurred_at="soon")).encode() + b"\n"
+        + json.dumps(event("e2", occurred_at="soon")).encode()
+        + b"\n"
     )
 
     [result] = ingest(db, path)
@@ -301,8 +309,11 @@ def test_an_authorization_header_that_is_not_bearer_is_quarantined(db, tmp_path)
 
 
 def test_a_key_without_sub_or_session_id_is_still_a_token_use(db, tmp_path):
-    anon = jwt.encode({"role": "anon", "iss": "supabase", "iat": NOW, "exp": NOW + 10**8},
-                      SECRET, algorithm="HS256")
+    anon = jwt.encode(
+        {"role": "anon", "iss": "supabase", "iat": NOW, "exp": NOW + 10**8},
+        SECRET,
+        algorithm="HS256",
+    )
     path = write_records(tmp_path / "a.jsonl", [use("r", token=anon)])
 
     [result] = ingest(db, path)
@@ -367,9 +378,7 @@ def test_jwks_keys_are_chosen_by_kid_and_a_wrong_key_is_invalid(db, tmp_path):
     ]
 
 
-def test_a_token_is_verified_once_per_store_and_again_only_for_new_keys(
-    db, tmp_path, monkeypatch
-):
+def test_a_token_is_verified_once_per_store_and_again_only_for_new_keys(db, tmp_path, monkeypatch):
     from vault_audit.ingest import TokenVerifier
 
     monkeypatch.setenv("TEST_JWT_SECRET", SECRET)
@@ -423,8 +432,7 @@ def test_an_empty_snapshot_is_remembered(db, tmp_path):
     path = tmp_path / "sessions.csv"
     path.write_text("id,user_id,created_at,updated_at,refreshed_at,not_after,aal,user_agent,ip\n")
 
-    ingest(db, path, kind="supabase-sessions",
-           snapshot_at=datetime(2026, 1, 1, 13, tzinfo=UTC))
+    ingest(db, path, kind="supabase-sessions", snapshot_at=datetime(2026, 1, 1, 13, tzinfo=UTC))
 
     assert rows(db, "select kind, snapshot_at from snapshots") == [
         ("supabase-sessions", datetime(2026, 1, 1, 13, tzinfo=UTC))
@@ -434,8 +442,11 @@ def test_an_empty_snapshot_is_remembered(db, tmp_path):
 def test_snapshot_rows_are_keyed_by_id_and_snapshot_time(db, tmp_path):
     path = write_records(
         tmp_path / "devices.jsonl",
-        [device_session("d1"), device_session("d1", snapshot_at="2026-01-01T14:00:00Z"),
-         device_session("d1")],
+        [
+            device_session("d1"),
+            device_session("d1", snapshot_at="2026-01-01T14:00:00Z"),
+            device_session("d1"),
+        ],
     )
 
     [result] = ingest(db, path)
@@ -446,14 +457,23 @@ def test_snapshot_rows_are_keyed_by_id_and_snapshot_time(db, tmp_path):
 def test_vault_event_targets_are_flattened(db, tmp_path):
     path = write_records(
         tmp_path / "events.jsonl",
-        [event("e1"), event("e2", type="grant.create",
-                            target={"user_id": "u2", "secret_id": "s1", "permission": "read"})],
+        [
+            event("e1"),
+            event(
+                "e2",
+                type="grant.create",
+                target={"user_id": "u2", "secret_id": "s1", "permission": "read"},
+            ),
+        ],
     )
 
     ingest(db, path)
 
-    assert rows(db, "select id, device_session_id, target_user_id, secret_id, permission "
-                    "from vault_events order by id") == [
+    assert rows(
+        db,
+        "select id, device_session_id, target_user_id, secret_id, permission "
+        "from vault_events order by id",
+    ) == [
         ("e1", "dev-1", "user-1", None, None),
         ("e2", None, "u2", "s1", "read"),
     ]
