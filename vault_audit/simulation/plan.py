@@ -296,6 +296,15 @@ class _Builder:
                 self.memberships[person.id].append(Membership(workspace, role))
         self.owners = owners
 
+        # In a large world a workspace may draw no member at all: it has no owner to
+        # create its secrets, so it and its secrets are left out of the world.
+        unowned = {workspace.id for workspace in self.workspaces if workspace.id not in owners}
+        if unowned:
+            self.workspaces = [w for w in self.workspaces if w.id not in unowned]
+            self.pending_secrets = [
+                pair for pair in self.pending_secrets if pair[1].workspace.id not in unowned
+            ]
+
     def write_authorization_history(self, story_ids: set[str]) -> None:
         """Memberships and grants before the log (not written) and joins during it."""
         for person in self.people:
