@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 import polars as pl
+import pyarrow as pa
 
 from vault_audit.resources import read_query
 from vault_audit.settings import Settings
