@@ -1,0 +1,90 @@
+"""The floor: what any DuckDB user pays to load the five Parquet files and put each token
+use beside the revocations of its Supabase session.
+
+Two steps, each timed on its own by ``benchmarks/scale.py``:
+
+- ``load_files``: ``create table ... as select * from read_parquet(?)`` for every file.
+  The access log keeps the token's payload segment instead of the compact token, so no
+  usable bearer token (header, payload and signature) is written to the scratch store;
+  the payload is all the join needs.
+- ``bare_range_join``: decode ``session_id`` from each distinct payload in SQL and join
+  every use to the ``session.revoke`` events of its Supabase session at or before the
+  use. No record merging, no latest-record rule, no verdicts: a lower bound, not an
+  answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+KINDS = ("vault-events", "device-sessions", "supabase-audit", "supabase-sessions", "access-log")
+
+BARE_RANGE_JOIN = """
+with payloads as (
+    select distinct token_payload from access_log
+),
+
+claims as (
+    select
+        token_payload,
+        json_extract_string(
+            decode(from_base64(rpad(
+                translate(token_payload, '-_', '+/'),
+                cast(ceil(length(token_payload) / 4) * 4 as integer),
+                '='
+            ))),
+            '$.session_id'
+        ) as session_id
+    from payloads
+),
+
+revocations as (
+    select
+        json_extract_string(target, '$.supabase_session_id') as session_id,
+        cast(occurred_at as timestamptz) as revoked_at
+    from vault_events
+    where type = 'session.revoke'
+)
+
+select count(*)
+from access_log as uses
+join claims on claims.token_payload = uses.token_payload
+join revocations
+  on revocations.session_id = claims.session_id
+ and revocations.revoked_at <= cast(uses."at" as timestamptz)
+"""
+
+
+def table_name(kind: str) -> str:
+    return kind.replace("-", "_")
+
+
+def load_files(data_dir: Path, database: Path) -> dict[str, int]:
+    """Load the five Parquet files into ``database``; return rows per table."""
+    connection = duckdb.connect(str(database))
+    rows = {}
+    for kind in KINDS:
+        path = str(data_dir / f"{kind}.parquet")
+        name = table_name(kind)
+        if kind == "access-log":
+            sql = (
+                f"create table {name} as select * exclude (token), "
+                "split_part(token, '.', 2) as token_payload from read_parquet(?)"
+            )
+        else:
+            sql = f"create table {name} as select * from read_parquet(?)"
+        connection.execute(sql, [path])
+        counted = connection.execute(f"select count(*) from {name}").fetchone()
+        rows[name] = int(counted[0]) if counted else 0
+    connection.close()
+    return rows
+
+
+def bare_range_join(database: Path) -> int:
+    """Rows of the bare join of uses to earlier revocations of their Supabase session."""
+    connection = duckdb.connect(str(database))
+    row = connection.execute(BARE_RANGE_JOIN).fetchone()
+    connection.close()
+    return int(row[0]) if row else 0
