@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,7 +59,21 @@ def main(ctx: click.Context, verbose: bool) -> None:
         format="vault-audit: %(message)s",
         stream=sys.stderr,
     )
+    if sys.unraisablehook is sys.__unraisablehook__:  # leave a host's own hook alone
+        sys.unraisablehook = _log_unraisable
+    # Every file this process makes holds audit data: the store, and the write-ahead
+    # log DuckDB creates beside it at the first write (which store.connect cannot
+    # reach), temporary files, outputs. Owner-only, like the store.
+    os.umask(0o077)
     ctx.obj = load_settings()
+
+
+def _log_unraisable(unraisable: Any) -> None:
+    """An exception a library could not raise (pyarrow's reject handler, say) goes to
+    the debug log, not to the terminal as a traceback; its error surfaces anyway."""
+    logging.getLogger(__name__).debug(
+        "ignored in %r: %s", unraisable.object, type(unraisable.exc_value).__name__
+    )
 
 
 def db_option(command: F) -> F:

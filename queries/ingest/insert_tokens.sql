@@ -1,6 +1,7 @@
 -- New tokens into `tokens`: claims pulled out of the payload once per token.
--- Claims of the wrong JSON type count as missing (null), so rules that need them
--- do not apply. `alg: none` is invalid whatever keys were given.
+-- Claims of the wrong JSON type, and an iat or exp outside va_in_range, count as
+-- missing (null), so rules that need them do not apply. `alg: none` is invalid
+-- whatever keys were given.
 insert into tokens by name
 select
     token_sha256,
@@ -18,8 +19,8 @@ select
     case when json_type(payload_json, '$.aal') = 'VARCHAR' then payload_json ->> 'aal' end as aal,
     case when json_type(payload_json, '$.is_anonymous') = 'BOOLEAN'
         then (payload_json ->> 'is_anonymous')::boolean end as is_anonymous,
-    try(to_timestamp(iat)) as issued_at,
-    try(to_timestamp(exp)) as expires_at,
+    va_in_range(try(to_timestamp(iat))) as issued_at,
+    va_in_range(try(to_timestamp(exp))) as expires_at,
     try_cast(floor(exp - iat) as bigint) as lifetime_seconds,
     payload_json::json as claims,
     case

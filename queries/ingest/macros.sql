@@ -3,16 +3,23 @@
 -- Missing: null or only blanks.
 create or replace temp macro va_blank(v) as v is null or trim(v) = '';
 
+-- A time a log of this system can hold: from the Unix epoch to the year 9000. DuckDB
+-- also parses `infinity` and years past 9999, which no report or output could show.
+create or replace temp macro va_in_range(t) as
+    case when t >= '1970-01-01 00:00:00+00'::timestamptz
+        and t < '9000-01-01 00:00:00+00'::timestamptz then t end;
+
 -- A time as the contract accepts it: RFC 3339 with any offset, or epoch seconds.
 -- A time without an offset (Postgres `timestamp without time zone`) is read as UTC.
--- Null when missing or unparsable; callers tell the two apart with va_blank.
+-- Null when missing, unparsable or out of range; callers tell missing apart with
+-- va_blank.
 create or replace temp macro va_time(v) as
-    case
+    va_in_range(case
         when va_blank(v) then null
         when regexp_full_match(trim(v), '-?[0-9]+(\.[0-9]+)?')
             then try(to_timestamp(try_cast(trim(v) as double)))
         else try_cast(trim(v) as timestamptz)
-    end;
+    end);
 
 -- True when a present value is not a usable time.
 create or replace temp macro va_bad_time(v) as not va_blank(v) and va_time(v) is null;
@@ -36,18 +43,24 @@ create or replace temp macro va_b64url_text(s) as
     )));
 
 -- Text that may hold a token, fit for the quarantine: tokens and bearer values
--- masked, and long records cut.
+-- masked, and long records cut. A CSV row names no keys, so any three dotted runs
+-- of base64url of 8 characters or more count as a token there, whatever they start with.
 create or replace temp macro va_mask(v) as
     left(
         regexp_replace(
             regexp_replace(
                 regexp_replace(
-                    v,
-                    '("(token|authorization)"\s*:\s*")[^"]*',
-                    '\1[redacted]',
+                    regexp_replace(
+                        v,
+                        '("(token|authorization)"\s*:\s*")[^"]*',
+                        '\1[redacted]',
+                        'g'
+                    ),
+                    'eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*',
+                    '[redacted token]',
                     'g'
                 ),
-                'eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*',
+                '[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*',
                 '[redacted token]',
                 'g'
             ),

@@ -291,6 +291,13 @@ def _read_secret(secret: bytes) -> _Key:
 
 
 def _read_secret_variable(var_name: str) -> bytes:
+    # A value that is no variable name may be the secret (or a token) itself, given
+    # by mistake: it is not repeated back.
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var_name):
+        raise UsageError(
+            "--jwt-secret-env takes the name of an environment variable that holds the JWT "
+            "secret, not the secret itself; the value given is not a variable name (not shown)"
+        )
     value = os.environ.get(var_name)
     if not value:
         raise UsageError(

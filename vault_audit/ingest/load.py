@@ -272,7 +272,7 @@ def _quarantine(
         connection.executemany(
             """
             insert into quarantine
-            select ?, ?, ?, ?, ?, ?
+            select ?, ?, ?, ?, ?, va_mask(?)
             where ? not in (select line from va_quarantined_before)
             """,
             [[run_id, kind.name, name, line, reason, text, line] for line, reason, text in rejects],

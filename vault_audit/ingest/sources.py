@@ -14,18 +14,21 @@ import csv
 import gzip
 import itertools
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from vault_audit.errors import InputError
 
 _SAMPLE_LINES = 200
+_SAMPLE_BYTES = 256 * 1024
 _BLOCK_SIZE = 4 << 20
 _MAX_BLOCK_SIZE = 1 << 30
 _PARQUET_BATCH = 131072
@@ -70,7 +73,7 @@ def inspect_file(path: Path) -> Source:
     if name.endswith(".parquet"):
         raise InputError(f"{path} is not a Parquet file")
     try:
-        text = _first_text(path, compressed)
+        text, cut = _first_text(path, compressed)
     except (OSError, EOFError) as error:
         raise InputError(f"cannot read {path}: {error}") from None
 
@@ -78,7 +81,7 @@ def inspect_file(path: Path) -> Source:
     if name.endswith((".jsonl", ".ndjson", ".json")) or (
         looks_like_json and not name.endswith(".csv")
     ):
-        return _inspect_jsonl(path, compressed, text, size)
+        return _inspect_jsonl(path, compressed, text, size, cut)
     return _inspect_csv(path, compressed, text, size)
 
 
@@ -127,21 +130,26 @@ def parse_sql(source: Source, columns: tuple[str, ...]) -> str:
     return _columnar_sql(source, columns)
 
 
-def _first_text(path: Path, compressed: bool) -> str:
+def _first_text(path: Path, compressed: bool) -> tuple[str, bool]:
+    """The first 256 KiB of the file as text, and whether the file goes on after it."""
     opener: Any = gzip.open if compressed else open
     try:
         with opener(path, "rb") as handle:
-            return handle.read(256 * 1024).decode("utf-8", errors="replace")
+            data = handle.read(_SAMPLE_BYTES + 1)
+        return data[:_SAMPLE_BYTES].decode("utf-8", errors="replace"), len(data) > _SAMPLE_BYTES
     except gzip.BadGzipFile as error:
         raise InputError(f"cannot read {path}: {error}") from None
 
 
-def _inspect_jsonl(path: Path, compressed: bool, text: str, size: int) -> Source:
+def _inspect_jsonl(path: Path, compressed: bool, text: str, size: int, cut: bool) -> Source:
     if text.lstrip().startswith("["):
         raise InputError(f"{path} is a JSON array, not JSON Lines (one object per line)")
     keys: dict[str, None] = {}
     parsed = 0
     lines = [line for line in text.splitlines() if line.strip()]
+    if cut:
+        # The sample ends inside a line; a first line longer than the sample proves nothing.
+        lines = lines[:-1]
     for line in itertools.islice(lines, _SAMPLE_LINES):
         try:
             record = json.loads(line)
@@ -233,6 +241,7 @@ def _csv_stream(
     first: int,
 ) -> Iterator[pa.RecordBatch]:
     block = _BLOCK_SIZE
+    done = first - 1  # the last line yielded: a retry yields only the lines after it
     while True:
         read = pacsv.ReadOptions(column_names=names, block_size=block, use_threads=False)
         stream = _open_stream(source, progress)
@@ -240,16 +249,39 @@ def _csv_stream(
             reader = pacsv.open_csv(
                 stream, read_options=read, parse_options=parse, convert_options=convert
             )
-            yield from _numbered(reader, first=first, rejects=source.rejects)
+            for batch in _numbered(reader, first=first, rejects=source.rejects):
+                if batch.num_rows and batch.column(0)[0].as_py() <= done:
+                    batch = batch.filter(pc.greater(batch.column(0), done))
+                if batch.num_rows:
+                    done = batch.column(0)[-1].as_py()
+                    yield batch
             return
         except pa.ArrowInvalid as error:
-            # A line longer than the block: only worth a retry before anything was read.
-            if "straddling" in str(error) and block < _MAX_BLOCK_SIZE and not source.rejects:
+            # A line longer than the block: read again with bigger blocks.
+            if "straddling" in str(error) and block < _MAX_BLOCK_SIZE:
                 block *= 4
                 continue
-            raise InputError(f"{source.path} cannot be read: {_first_line(str(error))}") from None
+            raise InputError(f"{source.path} cannot be read: {_arrow_message(error)}") from None
         finally:
             stream.close()
+
+
+def _arrow_message(error: pa.ArrowInvalid) -> str:
+    """pyarrow's reason a CSV stream stopped, without the row text it quotes (a row
+    may hold a token).
+
+    Known limitation: pyarrow hands a row with the wrong number of fields to the
+    reject handler only as UTF-8 text, so such a row that is also not UTF-8 cannot
+    be quarantined and stops the whole file; the message then names its row.
+    """
+    message = _first_line(str(error))
+    wrong = re.search(r"Row #(\d+): Expected \d+ columns, got \d+", message)
+    if wrong:
+        return (
+            f"line {wrong.group(1)} cannot be split into fields and holds bytes that are not "
+            "UTF-8; fix or remove that line"
+        )
+    return message
 
 
 def _parquet_batches(source: Source, progress: Progress | None) -> Iterator[pa.RecordBatch]:
@@ -286,9 +318,14 @@ def _numbered(
 
 
 def _collect_rejects(source: Source, reason: str) -> Callable[[Any], str]:
+    seen = {reject[0] for reject in source.rejects}
+
     def handle(row: Any) -> str:
         line = row.number if row.number is not None else -1
-        source.rejects.append((line, reason, row.text))
+        # A read again with bigger blocks meets the same rows again.
+        if line < 0 or line not in seen:
+            seen.add(line)
+            source.rejects.append((line, reason, row.text))
         return "skip"
 
     return handle
