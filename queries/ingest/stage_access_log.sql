@@ -1,6 +1,6 @@
 -- Access-log records of one batch as text fields, with the compact token pulled out
 -- of `token` or `Authorization: Bearer`. The result stays in process memory: the
--- loader keeps only the token's SHA-256 in the stage (see token_map.sql).
+-- loader keeps only the token's SHA-256 in the stage (vault_audit/ingest/tokens.py).
 -- The source placeholder below is the batch's parse query (vault_audit.ingest.sources).
 select
     line, parse_error, raw_text,

@@ -28,6 +28,7 @@ import pyarrow as pa
 from vault_audit.ingest import sources
 from vault_audit.ingest.kinds import ACCESS_LOG, Kind
 from vault_audit.ingest.sources import Source
+from vault_audit.ingest.tokens import fingerprint_tokens
 from vault_audit.ingest.verify import TokenVerifier
 from vault_audit.resources import read_query
 from vault_audit.store import next_id, scalar, transaction
@@ -178,17 +179,16 @@ def _stage_access_log_batch(
     connection: duckdb.DuckDBPyConnection, parse: str, verifier: TokenVerifier, created: bool
 ) -> None:
     """Stage one batch; its raw tokens never leave Arrow memory."""
-    parsed = connection.sql(parse).to_arrow_table()
-    connection.register("va_parsed", parsed)
+    rows, token_map = fingerprint_tokens(connection.sql(parse).to_arrow_table())
+    connection.register("va_parsed", rows)
+    connection.register("va_token_map", token_map)
     try:
-        token_map = connection.sql(read_query("ingest/token_map.sql")).to_arrow_table()
-        connection.register("va_token_map", token_map)
         verifier.collect(connection, token_map)
-        rows = read_query("ingest/stage_access_log_insert.sql")
+        insert = read_query("ingest/stage_access_log_insert.sql")
         if created:
-            connection.execute(f"insert into stage {rows}")
+            connection.execute(f"insert into stage {insert}")
         else:
-            connection.execute(f"create or replace temp table stage as {rows}")
+            connection.execute(f"create or replace temp table stage as {insert}")
     finally:
         connection.unregister("va_parsed")
         connection.unregister("va_token_map")
