@@ -67,8 +67,8 @@ def start_writer(path: Path, seconds: float | None = None) -> subprocess.Popen[s
     writer = subprocess.Popen(
         arguments, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    assert writer.stdout is not None
-    assert writer.stdout.readline().strip() == "holding", writer.stderr.read()  # type: ignore[union-attr]
+    assert writer.stdout is not None and writer.stderr is not None
+    assert writer.stdout.readline().strip() == "holding", writer.stderr.read()
     return writer
 
 

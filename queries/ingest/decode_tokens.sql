@@ -6,7 +6,8 @@ select
     header_json,
     payload_json,
     case
-        when not va_is_object(header_json) then 'token is not a JWT: its header is not a JSON object'
+        when not va_is_object(header_json)
+            then 'token is not a JWT: its header is not a JSON object'
         when not va_is_object(payload_json) then 'token payload is not a JSON object'
     end as error
 from (

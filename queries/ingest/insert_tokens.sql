@@ -10,7 +10,8 @@ select
     case when json_type(payload_json, '$.sub') = 'VARCHAR' then payload_json ->> 'sub' end as sub,
     case when json_type(payload_json, '$.session_id') = 'VARCHAR'
         then payload_json ->> 'session_id' end as session_id,
-    case when json_type(payload_json, '$.role') = 'VARCHAR' then payload_json ->> 'role' end as role,
+    case when json_type(payload_json, '$.role') = 'VARCHAR'
+        then payload_json ->> 'role' end as role,
     case
         when json_type(payload_json, '$.aud') = 'VARCHAR' then payload_json ->> 'aud'
         when json_type(payload_json, '$.aud') = 'ARRAY' then (payload_json -> 'aud')::varchar

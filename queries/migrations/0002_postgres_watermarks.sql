@@ -3,7 +3,8 @@
 -- and id already ingested. The next read starts after it. Snapshots have no watermark:
 -- each read takes a whole new snapshot.
 create table postgres_watermarks (
-    source varchar primary key,          -- postgres://host:port/database/schema.table, no credentials
+    -- postgres://host:port/database/schema.table, never with credentials
+    source varchar primary key,
     last_at timestamptz not null,
     last_id varchar not null,
     rows_read bigint not null,           -- rows read from the source so far

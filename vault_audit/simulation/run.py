@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from random import Random
-from typing import Any
+from typing import Any, cast
 
 from vault_audit.backend.authorization import AuthorizationState
 from vault_audit.backend.registry import DeviceSessionRegistry, VaultEvent, seeded_id_factory
@@ -280,7 +280,10 @@ class _Sweep:
             self.write_vault_events()
 
             audit: list[dict[str, Any]] = []
-            while audit_at < len(plan.audit) and plan.audit[audit_at]["_at"] < hour_end:  # type: ignore[operator]
+            while audit_at < len(plan.audit):
+                entry_at = cast(int, plan.audit[audit_at]["_at"])
+                if entry_at >= hour_end:
+                    break
                 audit.append(plan.audit[audit_at])
                 audit_at += 1
             while refresh_at < len(idp_tokens) and idp_tokens[refresh_at].iat < hour_end:
