@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,10 +48,6 @@ class IngestResult:
     duplicates: int
     quarantined: int
     seconds: float
-
-    @property
-    def clean(self) -> bool:
-        return self.quarantined == 0
 
 
 def load_source(
@@ -194,7 +191,7 @@ def _stage_access_log_batch(
         connection.unregister("va_token_map")
 
 
-def _batches_or_empty(source: Source, progress: sources.Progress | None):
+def _batches_or_empty(source: Source, progress: sources.Progress | None) -> Iterator[pa.Table]:
     """The source's batches; an empty source still yields one empty batch, so the
     stage has its columns."""
     empty = True
