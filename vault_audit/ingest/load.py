@@ -280,31 +280,30 @@ def _quarantine(
 
 
 def _land(connection: duckdb.DuckDBPyConnection, kind: Kind, run_id: int) -> tuple[int, int]:
-    """Insert the usable records whose key is new; return (accepted, duplicates)."""
+    """Insert the usable records whose key is new; return (accepted, duplicates).
+
+    The insert reads `normalized` directly, so no third copy of the file is made.
+    """
     key = ", ".join(kind.key)
     matches = " and ".join(f"t.{column} = n.{column}" for column in kind.key)
-    connection.execute(
-        f"""
-        create or replace temp table landing as
-        select * exclude (reason)
-        from normalized as n
-        where reason is null
-            and not exists (select 1 from {kind.table} as t where {matches})
-        qualify row_number() over (partition by {key} order by line) = 1
-        """
-    )
+    hidden = "line, reason" + (", claims" if kind is ACCESS_LOG else "")
     usable = int(scalar(connection, "select count(*) from normalized where reason is null"))
-    accepted = int(scalar(connection, "select count(*) from landing"))
+    before = int(scalar(connection, f"select count(*) from {kind.table}"))
 
     if kind is ACCESS_LOG:
         _add_claims_tokens(connection)
     connection.execute(
-        f"insert into {kind.table} by name "
-        f"select * exclude (line{', claims' if kind is ACCESS_LOG else ''}), "
-        f"? as ingest_run_id from landing",
+        f"""
+        insert into {kind.table} by name
+        select * exclude ({hidden}), ? as ingest_run_id
+        from normalized as n
+        where reason is null
+            and not exists (select 1 from {kind.table} as t where {matches})
+        qualify row_number() over (partition by {key} order by line) = 1
+        """,
         [run_id],
     )
-    connection.execute("drop table landing")
+    accepted = int(scalar(connection, f"select count(*) from {kind.table}")) - before
     return accepted, usable - accepted
 
 
@@ -315,8 +314,8 @@ def _add_claims_tokens(connection: duckdb.DuckDBPyConnection) -> None:
         create or replace temp table new_tokens as
         select token_sha256, null::varchar as header_json, any_value(claims) as payload_json,
             'unverified' as signature_status, null::varchar as verified_with
-        from landing
-        where claims is not null
+        from normalized
+        where reason is null and claims is not null
         group by token_sha256
         """
     )
