@@ -4,17 +4,19 @@
 --
 --   removed_from_workspace  the user's latest membership event in the workspace before
 --                           `at` is a workspace.member.remove (removed, not added again);
---   grant_revoked           the secret was restricted at `at`, the user's grant on it was
---                           revoked and not granted again (no grant live at `at`, at least
---                           one revoked), and the user's latest role there is member or
---                           viewer;
+--   grant_revoked           the secret was restricted at `at`, a grant of the user's on it
+--                           was revoked and not granted again, no grant live at `at`
+--                           permits the request (a write needs a write grant, a read any
+--                           grant), and the user's latest role there is member or viewer;
 --   viewer_wrote            the user's latest role in the workspace is viewer and the
---                           request is a write (any method but GET and HEAD), unless the
---                           secret was restricted and the user held a live write grant
---                           on it, which Vault's rules allow.
+--                           request is a write (any method but GET and HEAD): a viewer
+--                           never writes, whatever grant it holds.
 --
--- The user is the token's sub; the workspace is the use's workspace_id; the secret is
--- the id in a `secret:<id>` resource. "Before `at`" is strict: an event at the same
+-- The same proof as AuthorizationState.proven_denial in vault_audit/backend, which the
+-- simulator uses; tests/test_replay_agrees_with_backend.py holds the two to each other.
+-- The user is the token's sub; the secret is the id in a `secret:<id>` resource; the
+-- workspace is the use's workspace_id, else the id in a `workspace:<id>` resource,
+-- else the workspace the secret was created in. "Before `at`" is strict: an event at the same
 -- instant as the request may have been processed after it. Only uses whose user and
 -- workspace (or secret) have a removal, a viewer role or a revoked grant are replayed
 -- (uses/relevant.sql keeps the uses of users in authorization/watched_users.sql).
@@ -31,6 +33,8 @@ with memberships as (
     from vault_events
     where type in ('workspace.member.add', 'workspace.member.remove')
       and target_user_id is not null
+      -- An add that names no role grants nothing: the backend ignores it too.
+      and (type = 'workspace.member.remove' or role is not null)
 ),
 
 visibilities as (
@@ -43,19 +47,39 @@ visibilities as (
     where type in ('secret.create', 'secret.update') and visibility is not null
 ),
 
+-- One row per grant event and permission it touches: a grant.create of read or write,
+-- or a grant.revoke, which ends both permissions when it names neither.
+grant_events as (
+    select events.id, events.target_user_id, events.secret_id, events.occurred_at,
+        events.type, permissions.permission
+    from vault_events as events
+    join (values ('read'), ('write')) as permissions (permission)
+      on permissions.permission = events.permission
+      or (events.type = 'grant.revoke'
+          and coalesce(events.permission, '') not in ('read', 'write'))
+    where events.type in ('grant.create', 'grant.revoke')
+      and events.target_user_id is not null
+      and events.secret_id is not null
+),
+
 grants as (
     select
         target_user_id as user_id,
         secret_id,
-        coalesce(permission, '') as permission,
+        permission,
         occurred_at as since,
         lead(occurred_at) over (
-            partition by target_user_id, secret_id, coalesce(permission, '')
-            order by occurred_at, id
+            partition by target_user_id, secret_id, permission order by occurred_at, id
         ) as until,
         type = 'grant.create' as live
+    from grant_events
+),
+
+homes as (
+    select secret_id, arg_min(workspace_id, (occurred_at, id)) as workspace_id
     from vault_events
-    where type in ('grant.create', 'grant.revoke') and target_user_id is not null
+    where type = 'secret.create' and secret_id is not null and workspace_id is not null
+    group by secret_id
 ),
 
 watched_memberships as (
@@ -68,13 +92,13 @@ watched_grants as (
     select distinct user_id, secret_id from grants where not live
 ),
 
-allowed_uses as (
+requests as (
     select
         request_id,
         used_at,
         method,
         path,
-        workspace_id,
+        workspace_id as use_workspace_id,
         resource,
         ip,
         user_agent,
@@ -82,13 +106,26 @@ allowed_uses as (
         token_sha256,
         sub as user_id,
         case when resource like 'secret:%' then substr(resource, 8) end as secret_id,
+        case when resource like 'workspace:%' then substr(resource, 11) end as named_workspace,
         coalesce(upper(method) not in ('GET', 'HEAD'), false) as writes
     from relevant_uses
     where replay_watched
       and decision = 'allow'
-      and workspace_id is not null
       and (cast($since as timestamptz) is null or used_at >= cast($since as timestamptz))
       and (cast($until as timestamptz) is null or used_at < cast($until as timestamptz))
+),
+
+allowed_uses as (
+    select
+        requests.* exclude (use_workspace_id, named_workspace),
+        coalesce(
+            requests.use_workspace_id, nullif(requests.named_workspace, ''), homes.workspace_id
+        ) as workspace_id
+    from requests
+    left join homes on homes.secret_id = requests.secret_id
+    where coalesce(
+        requests.use_workspace_id, nullif(requests.named_workspace, ''), homes.workspace_id
+    ) is not null
 ),
 
 candidates as (
@@ -149,14 +186,10 @@ replayed as (
             when membership.removed then 'removed_from_workspace'
             when visibility.visibility = 'restricted'
                 and grant_state.any_revoked
-                and not grant_state.any_live
+                and not (case when candidates.writes then grant_state.write_live
+                              else grant_state.any_live end)
                 and membership.role in ('member', 'viewer') then 'grant_revoked'
-            when membership.role = 'viewer'
-                and candidates.writes
-                and not (
-                    visibility.visibility = 'restricted'
-                    and coalesce(grant_state.write_live, false)
-                ) then 'viewer_wrote'
+            when membership.role = 'viewer' and candidates.writes then 'viewer_wrote'
         end as denial,
         membership.since as membership_since,
         grant_state.revoked_at as grant_revoked_at

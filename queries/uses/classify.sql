@@ -79,6 +79,7 @@ facts as (
         replay.denial_since as replay_denial_since,
         replay.role as replay_role,
         replay.secret_id as replay_secret_id,
+        replay.workspace_id as replay_workspace_id,
         sign_out.sign_out_action,
         sign_out.sign_out_at,
         new_client.request_id is not null as new_client

@@ -129,15 +129,16 @@ select
             request_text || ' at ' || at_text || ' was allowed, but '
             || case replay_denial
                 when 'removed_from_workspace' then
-                    'the user was removed from workspace ' || workspace_id || ' at '
+                    'the user was removed from workspace ' || replay_workspace_id || ' at '
                     || denial_since_text || ' and not added again'
                 when 'grant_revoked' then
                     'the user''s grant on restricted secret ' || replay_secret_id
                     || ' was revoked at ' || denial_since_text
                     || ' and not granted again, and their role in workspace '
-                    || workspace_id || ' is ' || replay_role
+                    || replay_workspace_id || ' is ' || replay_role
                 else
-                    'the user has been a viewer of workspace ' || workspace_id || ' since '
+                    'the user has been a viewer of workspace ' || replay_workspace_id
+                    || ' since '
                     || denial_since_text || ' and the request writes'
             end
             || ', so Vault''s authorization rules would deny it.'

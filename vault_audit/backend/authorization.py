@@ -140,16 +140,20 @@ class AuthorizationState:
         """A denial the history proves, else None (missing history proves nothing).
 
         Proof is one of: the user was removed from the workspace and not added again;
-        the user's grant on a restricted secret was revoked and not granted again
-        while the user's role there is member or viewer; a viewer wrote.
+        a grant of the user's on a restricted secret was revoked and not granted again,
+        no grant held permits the request, and the user's role there is member or
+        viewer; a viewer wrote. The workspace is the request's, else the one a
+        ``workspace:<id>`` resource names, else the secret's own. The analysis replays
+        the same proof in SQL
+        (``queries/authorization/replay.sql``); a test holds the two to each other.
         """
         kind, _, resource_id = (resource or "").partition(":")
         writes = not is_read(method)
         workspace = workspace_id
-        if kind == "workspace" and resource_id:
+        if workspace is None and kind == "workspace" and resource_id:
             workspace = resource_id
-        elif kind == "secret" and resource_id:
-            workspace = self.workspace_of(resource_id) or workspace_id
+        if workspace is None and kind == "secret" and resource_id:
+            workspace = self.workspace_of(resource_id)
         if workspace is None:
             return None
 
@@ -173,11 +177,8 @@ class AuthorizationState:
             return None
         held = self._grants.get((user_id, secret_id), set())
         revoked = self._revoked.get((user_id, secret_id), set())
-        if writes:
-            proven = "write" in revoked and "write" not in held
-        else:
-            proven = bool(revoked) and not held
-        if not proven:
+        permitted = "write" in held if writes else bool(held)
+        if not revoked or permitted:
             return None
         return Decision(
             False,
@@ -289,7 +290,9 @@ class AuthorizationState:
         secret_id = target.get("secret_id")
         if not secret_id:
             return
-        self._secrets[str(secret_id)] = _Secret(event.workspace_id, target.get("visibility"))
+        known = self._secrets.get(str(secret_id))
+        visibility = target.get("visibility") or (known.visibility if known else None)
+        self._secrets[str(secret_id)] = _Secret(event.workspace_id, visibility)
 
     def _secret_update(self, event: VaultEvent, target: Mapping[str, Any]) -> None:
         secret_id = target.get("secret_id")
