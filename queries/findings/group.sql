@@ -8,9 +8,10 @@
 -- gives a new one. The explanation is the first use's, with the count and the last use
 -- when there are several.
 --
--- DuckDB-specific (DESIGN.md "Past one machine"): sha256(), arg_min over a struct, the
--- ordered list() of request ids, and strftime. Spark: sha2(..., 256), min_by, and
--- sort_array over collect_list of (used_at, request_id) structs.
+-- DuckDB-specific (DESIGN.md "Past one machine"): sha256(), arg_min over a struct (with
+-- a count, the first ten request ids in time order, a top-N that needs no sort of every
+-- use), and strftime. Spark: sha2(..., 256), min_by, and slice of sort_array over
+-- collect_list of (used_at, request_id) structs.
 with keyed as (
     select
         classified_uses.*,
@@ -34,7 +35,7 @@ grouped as (
         min(used_at) as first_at,
         max(used_at) as last_at,
         count(*) as uses,
-        list(request_id order by used_at, request_id)[1:10] as request_ids
+        arg_min(request_id, (used_at, request_id), 10) as request_ids
     from keyed
     group by verdict, reason, severity, device_key, session_key, token_sha256
 )
