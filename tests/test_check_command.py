@@ -349,3 +349,39 @@ def test_since_limits_the_findings(tmp_path: Path) -> None:
 
     reasons = [record["reason"] for record in json.loads(result.stdout)]
     assert reasons == ["token_minted_after_logout_scope_unknown"]
+
+
+# Attacker-controlled text in the terminal.
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[31m[bold red]evil[/]\u202egnp.exe"
+
+
+def test_terminal_tables_show_hostile_log_values_as_inert_text(tmp_path: Path) -> None:
+    world = World(tmp_path / "store.duckdb")
+    world.register(
+        "ds-1",
+        user_id="u-1",
+        supabase_session_id="s-1",
+        at=at("11:00:00"),
+        label=HOSTILE,
+        user_agent=HOSTILE,
+    )
+    world.revoke("ds-1", at=at("12:00:00"), user_id="u-1", supabase_session_id="s-1")
+    token = world.token(sub="u-1", session_id="s-1", iat=at("11:42:10"))
+    # A new client after the revocation: its IP is quoted in the explanation.
+    world.use(token, at=at("12:05:31"), ip="203.0.113.9" + HOSTILE, user_agent="curl/8")
+    world.close()
+    db = str(tmp_path / "store.duckdb")
+
+    outputs = [
+        run("--db", db, "--fail-on", "never").output,
+        run("--db", db, "--fail-on", "never", "--detail", "uses").output,
+        CliRunner().invoke(main, ["sessions", "--db", db, "--user", "u-1"]).output,
+    ]
+
+    for output in outputs:
+        assert "\x1b" not in output and "\u202e" not in output and "\x07" not in output
+        assert "\\x1b" in output
+    # rich printed the [markup] as text (cells fold, so compare without borders).
+    unfolded = "".join(c for c in outputs[2] if not c.isspace() and c not in "│┃")
+    assert "[boldred]evil[/]" in unfolded

@@ -16,7 +16,7 @@ import datetime as dt
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,11 @@ from typing import Any
 import polars as pl
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from vault_audit import __version__
 from vault_audit.errors import UsageError
+from vault_audit.escaping import clean_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -228,10 +230,10 @@ def table_text(frame: pl.DataFrame, *, kind: str, title: str = "") -> str:
     """A rich table for a person, at most 100 columns wide."""
     console = Console(file=io.StringIO(), width=_TABLE_WIDTH, color_system=None, soft_wrap=False)
     if frame.height == 0:
-        console.print(f"{title or kind}: none")
+        console.print(Text(f"{clean_text(title or kind)}: none"))
         return console.file.getvalue()  # type: ignore[attr-defined]
 
-    table = Table(title=title or None, show_lines=True, expand=True)
+    table = Table(title=Text(clean_text(title)) if title else None, show_lines=True, expand=True)
     rows: list[list[str]]
     if kind == "findings":
         for header, ratio in (("verdict / reason", 3), ("user / device", 2), ("uses", 2)):
@@ -244,7 +246,7 @@ def table_text(frame: pl.DataFrame, *, kind: str, title: str = "") -> str:
                 f"{row['uses']}\n{_clock(row['first_at'])}\n{_clock(row['last_at'])}",
                 row["explanation"] or "",
             ]
-            for row in frame.iter_rows(named=True)
+            for row in _inert_rows(frame)
         ]
     elif kind == "uses":
         for header, ratio in (("at", 2), ("verdict / reason", 3), ("user / device", 2)):
@@ -257,7 +259,7 @@ def table_text(frame: pl.DataFrame, *, kind: str, title: str = "") -> str:
                 f"{_short(row['user_id'])}\n{_short(row['device_session_id'])}",
                 row["explanation"] or "",
             ]
-            for row in frame.iter_rows(named=True)
+            for row in _inert_rows(frame)
         ]
     elif kind == "exposure":
         for header in ("device / user", "revoked", "window ends", "uses", "last use"):
@@ -270,7 +272,7 @@ def table_text(frame: pl.DataFrame, *, kind: str, title: str = "") -> str:
                 str(row["uses_in_window"]),
                 _clock(row["last_use_at"]),
             ]
-            for row in frame.iter_rows(named=True)
+            for row in _inert_rows(frame)
         ]
     else:
         for header in ("device session", "status", "label / client", "last seen", "revoked"):
@@ -283,13 +285,24 @@ def table_text(frame: pl.DataFrame, *, kind: str, title: str = "") -> str:
                 _clock(row["last_seen"]),
                 _clock(row["revoked_at"]),
             ]
-            for row in frame.iter_rows(named=True)
+            for row in _inert_rows(frame)
         ]
 
+    # Each cell is inert text: any [markup] in a log value is printed as it is.
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))
     console.print(table)
     return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def _inert_rows(frame: pl.DataFrame) -> Iterator[dict[str, Any]]:
+    """The frame's rows with every text value's control characters shown as visible
+    escapes: log values are attacker controlled, and a terminal obeys an ESC byte."""
+    for row in frame.iter_rows(named=True):
+        yield {
+            name: clean_text(value) if isinstance(value, str) else value
+            for name, value in row.items()
+        }
 
 
 def _title(reason: str) -> str:
