@@ -17,6 +17,7 @@ from vault_audit import store
 from vault_audit.cli import main
 from vault_audit.errors import InputError
 from vault_audit.ingest import ingest_files
+from vault_audit.ingest.kinds import detect_kind
 from vault_audit.settings import Settings
 
 FORMATS = ["jsonl", "csv", "parquet", "jsonl.gz", "csv.gz"]
@@ -165,6 +166,26 @@ def test_kind_is_detected_and_an_ambiguous_file_is_refused(db, tmp_path):
 
     with pytest.raises(InputError, match="could be access-log or supabase-audit; pass --kind"):
         ingest(db, both)
+
+
+@pytest.mark.parametrize(
+    ("columns", "kind"),
+    [
+        (("id", "user_id", "label", "revoked_at", "revoked_by", "last_seen_at"), "device-sessions"),
+        (("id", "user_id", "supabase_session_id", "created_at"), "device-sessions"),
+        (("id", "user_id", "created_at", "updated_at", "not_after", "aal"), "supabase-sessions"),
+        (("id", "user_id", "refreshed_at"), "supabase-sessions"),
+    ],
+)
+def test_a_snapshot_kind_is_told_by_the_columns_only_it_has(columns, kind):
+    assert detect_kind(columns, "snapshot.csv").name == kind
+
+
+def test_a_snapshot_with_only_the_shared_columns_is_refused_as_ambiguous():
+    with pytest.raises(
+        InputError, match="could be supabase-sessions or device-sessions; pass --kind"
+    ):
+        detect_kind(("id", "user_id", "created_at", "snapshot_at"), "snapshot.csv")
 
 
 def test_a_file_of_the_wrong_kind_is_refused(db, tmp_path):

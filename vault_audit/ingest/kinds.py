@@ -22,6 +22,9 @@ class Kind:
     signature: frozenset[str] = frozenset()
     # Columns whose presence rules the kind out.
     excludes: frozenset[str] = frozenset()
+    # When given, at least one of these must be present too: the two snapshot kinds
+    # share id and user_id, and only these columns tell them apart.
+    any_of: frozenset[str] = frozenset()
 
 
 VAULT_EVENTS = Kind(
@@ -85,7 +88,11 @@ SUPABASE_SESSIONS = Kind(
     query="ingest/supabase_sessions.sql",
     snapshot=True,
     signature=frozenset({"id", "user_id"}),
-    excludes=frozenset({"supabase_session_id", "type", "payload", "request_id"}),
+    excludes=frozenset(
+        {"supabase_session_id", "label", "last_seen_at", "revoked_at", "revoked_by"}
+        | {"type", "payload", "request_id"}
+    ),
+    any_of=frozenset({"updated_at", "refreshed_at", "not_after", "aal"}),
 )
 
 DEVICE_SESSIONS = Kind(
@@ -107,8 +114,11 @@ DEVICE_SESSIONS = Kind(
     key=("id", "snapshot_at"),
     query="ingest/device_sessions.sql",
     snapshot=True,
-    signature=frozenset({"id", "supabase_session_id"}),
-    excludes=frozenset({"type", "payload", "request_id"}),
+    signature=frozenset({"id", "user_id"}),
+    excludes=frozenset(
+        {"updated_at", "refreshed_at", "not_after", "aal", "type", "payload", "request_id"}
+    ),
+    any_of=frozenset({"supabase_session_id", "label", "last_seen_at", "revoked_at", "revoked_by"}),
 )
 
 KINDS: dict[str, Kind] = {
@@ -128,9 +138,11 @@ def kind_named(name: str) -> Kind:
 def detect_kind(columns: Iterable[str], source: str) -> Kind:
     """Tell the kind of a file from its column names, or say why it cannot."""
     present = {column.strip().lower() for column in columns}
-    matches = [
+    possible = [
         kind for kind in KINDS.values() if kind.signature <= present and not kind.excludes & present
     ]
+    certain = [kind for kind in possible if not kind.any_of or kind.any_of & present]
+    matches = certain or possible
     if len(matches) == 1:
         return matches[0]
     if not matches:
