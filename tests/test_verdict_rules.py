@@ -216,6 +216,15 @@ def test_rule_2_an_invalid_signature_accepted_is_anomalous(world: World) -> None
     assert world.verdict_of(request) == ("anomalous", "invalid_signature_accepted")
 
 
+def test_rule_2_an_unsigned_token_is_said_to_be_unsigned(world: World) -> None:
+    token = residual_token(world, signature_status="invalid", alg="none")
+    request = world.use(token, at=at("12:05:31"))
+
+    assert world.verdict_of(request) == ("anomalous", "invalid_signature_accepted")
+    explanation = world.classified(request)["explanation"]
+    assert explanation.startswith("token is unsigned (alg: none); used at 12:05:31")
+
+
 def test_an_unverified_signature_proves_nothing(world: World) -> None:
     request = world.use(residual_token(world, signature_status="unverified"), at=at("12:05:31"))
 
@@ -545,6 +554,8 @@ def test_rule_10_a_token_issued_at_the_instant_of_the_revocation_is_residual(
     request = world.use(residual_token(world, iat=R), at=at("12:05:31"))
 
     assert world.verdict_of(request) == ("expected_by_design", "residual_token_validity")
+    explanation = world.classified(request)["explanation"]
+    assert explanation.startswith("token issued 12:00:00, the instant the record was revoked")
 
 
 def test_rule_11_a_token_issued_after_the_revocation_means_the_idp_session_lives(

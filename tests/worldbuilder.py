@@ -155,6 +155,7 @@ class World:
         exp: Moment | None = None,
         lifetime: int = 3600,
         signature_status: str = "valid",
+        alg: str = "ES256",
     ) -> str:
         """Insert one distinct token; ``exp`` defaults to ``iat`` + ``lifetime``."""
         token_sha256 = hashlib.sha256(self._next("token").encode()).hexdigest()
@@ -166,8 +167,17 @@ class World:
         self.connection.execute(
             "insert into tokens (token_sha256, alg, sub, session_id, role, aud, issued_at,"
             " expires_at, lifetime_seconds, signature_status)"
-            " values (?, 'ES256', ?, ?, 'authenticated', 'authenticated', ?, ?, ?, ?)",
-            [token_sha256, sub, session_id, issued, expires, lifetime_seconds, signature_status],
+            " values (?, ?, ?, ?, 'authenticated', 'authenticated', ?, ?, ?, ?)",
+            [
+                token_sha256,
+                alg,
+                sub,
+                session_id,
+                issued,
+                expires,
+                lifetime_seconds,
+                signature_status,
+            ],
         )
         return token_sha256
 

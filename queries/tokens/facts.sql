@@ -50,6 +50,7 @@ select
     tokens.expires_at,
     tokens.lifetime_seconds,
     tokens.signature_status,
+    tokens.alg,
     revocations.scope_from,
     coalesce(tokens.sub in (select user_id from watched_users), false) as replay_watched,
     -- DuckDB-specific (DESIGN.md "Past one machine"): an interval from bound seconds.

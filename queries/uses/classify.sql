@@ -70,6 +70,7 @@ facts as (
         token.expires_at,
         token.lifetime_seconds,
         token.signature_status,
+        token.alg,
         token.expired_from,
         token.exceeds_lifetime,
         token.session_end_at,

@@ -106,7 +106,10 @@ select
             || expiry_gap_text || ' after it expired, and the backend allowed the request, '
             || 'which it must refuse once a JWT has expired.'
         when 'invalid_signature_accepted' then
-            'token signature does not verify against the configured keys; used at '
+            case
+                when lower(alg) = 'none' then 'token is unsigned (alg: none); used at '
+                else 'token signature does not verify against the configured keys; used at '
+            end
             || at_text || ' and the backend allowed the request, which it must refuse '
             || 'for a JWT whose signature is invalid.'
         when 'lifetime_exceeds_policy' then
@@ -165,7 +168,11 @@ select
             || revoked_text || '; the logs do not show whether the same person moved to a '
             || 'new client or someone else holds the session''s tokens.'
         when 'residual_token_validity' then
-            'token issued ' || issued_text || ', before the record was revoked at '
+            'token issued ' || issued_text
+            || case
+                when issued_at < revoked_at then ', before the record was revoked at '
+                else ', the instant the record was revoked at '
+            end
             || revoked_text || '; used at ' || at_text || ', '
             || case
                 when expires_at is null then 'with no exp claim'
