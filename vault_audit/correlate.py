@@ -26,6 +26,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from vault_audit.backend.tokens import TokenPolicy
 from vault_audit.resources import read_query
 from vault_audit.settings import Settings
 from vault_audit.store import next_id, scalar, transaction
@@ -126,9 +127,11 @@ def materialize(
     Runs inside the caller's transaction when there is one; ``run_check`` wraps it in
     its own.
     """
+    # The backend's verifier and the simulator's ground truth read the same policy.
+    policy = TokenPolicy.from_settings(settings)
     values = {
-        "leeway": int(settings.leeway),
-        "max_token_lifetime": int(settings.max_token_lifetime),
+        "leeway": int(policy.leeway),
+        "max_token_lifetime": int(policy.max_lifetime),
         "since": _utc(since),
         "until": _utc(until),
     }

@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from vault_audit.backend.authorization import AuthorizationState
 from vault_audit.backend.registry import DeviceSessionRegistry, VaultEvent, seeded_id_factory
-from vault_audit.backend.tokens import generate_es256_keypair, sign_access_token
+from vault_audit.backend.tokens import TokenPolicy, generate_es256_keypair, sign_access_token
 from vault_audit.simulation.facts import (
     HOUR,
     IdpSession,
@@ -41,6 +41,9 @@ from vault_audit.simulation.facts import (
 from vault_audit.simulation.output import COLUMNS, JsonlSink, Sink, open_sink
 from vault_audit.simulation.plan import DEFAULT_START, Plan, build_plan, session_present
 from vault_audit.simulation.truth import REASONS, GroundTruth
+
+# The policy of `vault-audit check` with its default settings.
+DEFAULT_POLICY = TokenPolicy()
 
 logger = logging.getLogger(__name__)
 
@@ -126,15 +129,16 @@ def simulate_world(
     rates: Mapping[str, float] | None = None,
     requests_per_hour: float = 40.0,
     bearer_share: float = 0.0,
-    leeway: int = 0,
-    max_token_lifetime: int = 3600,
+    policy: TokenPolicy = DEFAULT_POLICY,
     start: datetime = DEFAULT_START,
 ) -> SimulationSummary:
     """Write a seeded world's five input kinds, its ground truth and its key.
 
     The same arguments give the same bytes. ``rates`` override ``DEFAULT_RATES`` per
     anomaly (0 turns one off); ``bearer_share`` is the share of access-log rows that
-    carry ``authorization: Bearer <jwt>`` instead of ``token``.
+    carry ``authorization: Bearer <jwt>`` instead of ``token``. The ground truth
+    judges tokens by ``policy``, the same ``TokenPolicy`` the backend verifies with and
+    ``vault-audit check`` binds into its queries (leeway, maximum lifetime).
 
     An HS256 world is signed with ``VAULT_AUDIT_SIM_SECRET`` when that variable is set,
     else with a secret derived from the seed, which is then put in the variable for
@@ -168,7 +172,7 @@ def simulate_world(
     sinks["access-log"] = open_sink(out, "access-log", fmt, access_columns)
     sinks["ground_truth"] = open_sink(out, "ground_truth", fmt)
     try:
-        sweep = _Sweep(plan, keys, sinks, seed, bearer_share, leeway, max_token_lifetime)
+        sweep = _Sweep(plan, keys, sinks, seed, bearer_share, policy)
         sweep.run()
     finally:
         for sink in sinks.values():
@@ -208,8 +212,7 @@ class _Sweep:
         sinks: dict[str, Sink],
         seed: int,
         bearer_share: float,
-        leeway: int,
-        max_lifetime: int,
+        policy: TokenPolicy,
     ) -> None:
         self.plan = plan
         self.keys = keys
@@ -218,9 +221,7 @@ class _Sweep:
         self.bearer_share = bearer_share
         self.registry = DeviceSessionRegistry(id_factory=seeded_id_factory(seed + 1))
         self.state = AuthorizationState()
-        self.truth = GroundTruth.for_plan(
-            plan.people, plan.sessions, plan.sign_outs, leeway=leeway, max_lifetime=max_lifetime
-        )
+        self.truth = GroundTruth.for_plan(plan.people, plan.sessions, plan.sign_outs, policy)
         self.decisions: dict[tuple[str, str, str, str], bool] = {}
         self.facts: dict[int, Any] = {}  # id(Record) -> RecordFact
         self.compact: dict[int, str] = {}  # id(Token) -> compact JWT, while in use

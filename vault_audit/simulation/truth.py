@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vault_audit.backend.authorization import AuthorizationState
+from vault_audit.backend.tokens import TokenPolicy
 from vault_audit.simulation.facts import IdpSession, Item, Person, Token
 
 ANOMALOUS = "anomalous"
@@ -49,8 +50,7 @@ class RecordFact:
 class GroundTruth:
     """Facts gathered during the sweep, and the verdict of each access-log row."""
 
-    leeway: int = 0
-    max_lifetime: int = 3600
+    policy: TokenPolicy = field(default_factory=TokenPolicy)
     replay: AuthorizationState = field(default_factory=AuthorizationState)
     records: dict[str, list[RecordFact]] = field(default_factory=dict)
     first_seen: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -65,11 +65,9 @@ class GroundTruth:
         people: list[Person],
         sessions: list[IdpSession],
         sign_outs: dict[str, list[int]],
-        *,
-        leeway: int = 0,
-        max_lifetime: int = 3600,
+        policy: TokenPolicy,
     ) -> GroundTruth:
-        truth = cls(leeway=leeway, max_lifetime=max_lifetime, sign_outs=sign_outs)
+        truth = cls(policy=policy, sign_outs=sign_outs)
         truth.deleted_at = {p.id: p.deleted_at for p in people if p.deleted_at is not None}
         truth.end_evidence = {s.id: s.end_evidence for s in sessions if s.end_evidence is not None}
         return truth
@@ -110,13 +108,13 @@ class GroundTruth:
         ``record`` is ``scope_record(token)``, the latest record of its Supabase session."""
         in_scope = record is not None and record.revoked_ms is not None
 
-        if allowed and at_ms >= (token.exp + self.leeway) * 1000:
+        if allowed and at_ms >= (token.exp + self.policy.leeway) * 1000:
             return "expired_token_accepted"
         if allowed and token.forged:
             return "invalid_signature_accepted"
         if in_scope:
             assert record is not None
-            if token.exp - token.iat > self.max_lifetime:
+            if token.exp - token.iat > self.policy.max_lifetime:
                 return "lifetime_exceeds_policy"
             if token.sub != record.user_id:
                 return "subject_mismatch"
