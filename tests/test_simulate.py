@@ -9,10 +9,11 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from vault_audit import store
+from vault_audit import correlate, ingest, store
 from vault_audit.cli import main
 from vault_audit.settings import Settings
 from vault_audit.simulate import DEFAULT_RATES, REASONS, SimulationSummary, simulate_world
@@ -41,8 +42,6 @@ def ground_truth(folder: Path) -> dict[str, tuple[str, str]]:
 
 def ingest_and_check(folder: Path, tmp_path: Path, ext: str = "jsonl", **settings_kw: object):
     """Ingest a world with its key, run the check; return (results, verdicts)."""
-    ingest = pytest.importorskip("vault_audit.ingest")
-    correlate = pytest.importorskip("vault_audit.correlate")
     jwks = folder / "jwks.json"
     settings = Settings(
         db=str(tmp_path / "store.duckdb"),
@@ -165,7 +164,6 @@ def test_an_hs256_parquet_world_loads_and_the_check_agrees(tmp_path: Path) -> No
         summary.out_dir, tmp_path, ext="parquet", jwt_secret_env=summary.jwt_secret_env
     )
 
-    pq = pytest.importorskip("pyarrow.parquet")
     truth = {
         row["request_id"]: (row["verdict"], row["reason"])
         for row in pq.read_table(summary.files["ground_truth"]).to_pylist()
@@ -199,6 +197,28 @@ def test_the_simulate_command_writes_a_world(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "ground_truth" in result.output and "--jwks" in result.output
     assert (tmp_path / "w" / "access-log.jsonl").stat().st_size > 0
+
+
+def test_the_simulate_command_sets_anomaly_rates(tmp_path: Path) -> None:
+    def reasons(*rates: str) -> set[str]:
+        out = tmp_path / f"w{len(rates)}"
+        arguments = ["simulate", "--out", str(out), "--users", "5", "--days", "1"]
+        result = CliRunner().invoke(main, [*arguments, *rates])
+        assert result.exit_code == 0, result.output
+        lines = (out / "ground_truth.jsonl").read_text().splitlines()
+        return {json.loads(line)["reason"] for line in lines}
+
+    off = ("--rate", "subject_mismatch=0", "--rate", "new_client_after_revocation=0")
+
+    assert {"subject_mismatch", "new_client_after_revocation"} <= reasons()
+    assert not {"subject_mismatch", "new_client_after_revocation"} & reasons(*off)
+
+
+@pytest.mark.parametrize("rate", ["bogus=0.1", "subject_mismatch=1.5", "subject_mismatch"])
+def test_the_simulate_command_refuses_a_bad_rate(tmp_path: Path, rate: str) -> None:
+    result = CliRunner().invoke(main, ["simulate", "--out", str(tmp_path), "--rate", rate])
+
+    assert result.exit_code == 2 and "--rate" in result.output
 
 
 def test_the_fixture_world_is_reproducible_from_its_script(tmp_path: Path) -> None:

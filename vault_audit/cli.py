@@ -568,6 +568,31 @@ def demo(out_dir: str, users: int, seed: int) -> None:
 # --- simulate ------------------------------------------------------------------------------
 
 
+def _parse_rates(
+    context: click.Context, parameter: click.Parameter, values: tuple[str, ...]
+) -> dict[str, float]:
+    """``ANOMALY=RATE`` pairs, each anomaly one of ``DEFAULT_RATES`` and 0 <= RATE <= 1."""
+    from vault_audit.simulation.plan import DEFAULT_RATES
+
+    known = ", ".join(f"{name} ({rate:g})" for name, rate in DEFAULT_RATES.items())
+    if "list" in values:
+        click.echo(f"anomalies and their default rates: {known}")
+        context.exit(0)
+    rates: dict[str, float] = {}
+    for value in values:
+        name, equals, number = value.partition("=")
+        if not equals or name.strip() not in DEFAULT_RATES:
+            raise click.BadParameter(f"{value!r} is not ANOMALY=RATE with ANOMALY one of {known}")
+        try:
+            rate = float(number)
+        except ValueError:
+            rate = -1.0
+        if not 0.0 <= rate <= 1.0:
+            raise click.BadParameter(f"the rate of {name} must be a number from 0 to 1")
+        rates[name.strip()] = rate
+    return rates
+
+
 @main.command()
 @click.option(
     "--out",
@@ -585,7 +610,24 @@ def demo(out_dir: str, users: int, seed: int) -> None:
 @click.option(
     "--algorithm", type=click.Choice(["ES256", "HS256"]), default="ES256", show_default=True
 )
-def simulate(out_dir: str, users: int, days: int, seed: int, fmt: str, algorithm: str) -> None:
+@click.option(
+    "--rate",
+    "rates",
+    multiple=True,
+    metavar="ANOMALY=RATE",
+    callback=_parse_rates,
+    help="Set one injected anomaly's rate, from 0 (never) to 1; repeatable. "
+    "`--rate list` prints the anomalies and their default rates.",
+)
+def simulate(
+    out_dir: str,
+    users: int,
+    days: int,
+    seed: int,
+    fmt: str,
+    algorithm: str,
+    rates: dict[str, float],
+) -> None:
     """Write a seeded simulated world: the five input kinds, ground_truth and the key.
 
     ES256 worlds write jwks.json (ingest with --jwks); HS256 worlds print the export line
@@ -596,8 +638,9 @@ def simulate(out_dir: str, users: int, days: int, seed: int, fmt: str, algorithm
 
     try:
         summary = simulate_world(
-            out_dir, users=users, days=days, seed=seed, fmt=fmt, algorithm=algorithm
-        )
+            out_dir, users=users, days=days, seed=seed, fmt=fmt, algorithm=algorithm,
+            rates=rates,
+        )  # fmt: skip
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot simulate into {out_dir}: {error}") from None
 
