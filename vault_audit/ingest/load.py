@@ -1,16 +1,19 @@
 """Load one source into the store: stage, normalize, quarantine, deduplicate, insert.
 
-Every source, whatever its format, goes the same way inside one transaction:
+Every source, whatever its format, goes the same way inside one transaction, one
+batch (about 128 MiB of input) at a time, so memory stays flat whatever the file's size:
 
-1. stage     the records as text fields (a temporary table; no raw token in it)
-2. tokens    (access logs) each distinct token decoded and verified once
+1. stage     the batch's records as text fields (Arrow memory; no raw token in it)
+2. tokens    (access logs) each new distinct token decoded once; its signature is
+             verified once the whole source has been seen
 3. normalize the kind's query types the fields and names the reason a record
              cannot be used
 4. land      unusable records go to `quarantine`, records whose key the store
              already holds (or that repeat within the source) count as duplicates,
-             the rest are inserted, and `ingest_runs` gets one row
+             the rest are inserted
 
-so accepted + duplicates + quarantined = records read, always.
+and at the end the tokens are settled and `ingest_runs` gets one row, so accepted +
+duplicates + quarantined = records read, always.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vault_audit.ingest import sources
 from vault_audit.ingest.kinds import ACCESS_LOG, Kind
@@ -32,7 +36,7 @@ from vault_audit.ingest.sources import Source
 from vault_audit.ingest.tokens import fingerprint_tokens
 from vault_audit.ingest.verify import TokenVerifier
 from vault_audit.resources import read_query
-from vault_audit.store import next_id, scalar, transaction
+from vault_audit.store import next_id, transaction
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +69,44 @@ def load_source(
     started = time.perf_counter()
     name = source_name or str(source.path)
     create_macros(connection)
+    parse = _stage_sql(source, kind)
+    params = {"snapshot_at": snapshot_at} if kind.snapshot else {}
+    accepted = duplicates = quarantined = 0
 
-    # Staging touches only this connection's temporary tables, batch by batch (one
-    # transaction over every batch would hold each batch's memory to the end); the
-    # store itself changes in the one transaction below, or not at all.
-    _stage(connection, kind, source, verifier, progress)
-    connection.execute("delete from stage where parse_error = 'blank'")
-
+    # Each batch lives in Arrow memory only while it is landed: a temporary table
+    # replaced inside this long transaction would keep every batch's rows to the end.
     with transaction(connection):
         run_id = next_id(connection, "ingest_runs")
+        _remember_quarantined_before(connection, kind, source_sha256)
+        if kind is ACCESS_LOG:
+            verifier.begin(connection)
+
+        for batch in _batches_or_empty(source, progress):
+            staged = _stage_batch(connection, kind, parse, batch, verifier)
+            connection.register("stage", staged)
+            try:
+                normalized = connection.sql(
+                    read_query(kind.query), params=params or None
+                ).to_arrow_table()
+                connection.register("normalized", normalized)
+                try:
+                    quarantined += _quarantine_batch(connection, kind, run_id, name, normalized)
+                    landed, repeated = _land_batch(connection, kind, run_id, normalized)
+                    accepted, duplicates = accepted + landed, duplicates + repeated
+                    if kind.snapshot:
+                        _record_snapshots(connection, kind)
+                finally:
+                    connection.unregister("normalized")
+            finally:
+                connection.unregister("stage")
+
+        quarantined += _quarantine_rejects(connection, kind, run_id, name, source.rejects)
+        if kind.snapshot and snapshot_at is not None:
+            connection.execute(
+                "insert or ignore into snapshots values (?, ?)", [kind.name, snapshot_at]
+            )
         if kind is ACCESS_LOG:
             verifier.settle(connection)
-
-        connection.execute(
-            "create or replace temp table normalized as " + read_query(kind.query),
-            {"snapshot_at": snapshot_at} if kind.snapshot else {},
-        )
-        quarantined = _quarantine(connection, kind, run_id, name, source_sha256, source.rejects)
-        accepted, duplicates = _land(connection, kind, run_id)
-        if kind.snapshot:
-            _record_snapshots(connection, kind, snapshot_at)
 
         records_read = accepted + duplicates + quarantined
         seconds = time.perf_counter() - started
@@ -102,8 +124,7 @@ def load_source(
                 seconds,
             ],
         )
-        for table in ("stage", "normalized", "token_checks"):
-            connection.execute(f"drop table if exists {table}")
+        connection.execute("drop table if exists va_quarantined_before")
 
     log.info(
         "%s: %s, %d read, %d accepted, %d duplicate, %d quarantined, %.2f s",
@@ -140,52 +161,41 @@ def load_arrow(
     )
 
 
-def _stage(
-    connection: duckdb.DuckDBPyConnection,
-    kind: Kind,
-    source: Source,
-    verifier: TokenVerifier,
-    progress: sources.Progress | None,
-) -> None:
-    """Parse the source batch by batch into the temporary table `stage`.
-
-    For an access log, each batch's tokens exist only in Arrow memory here: the
-    stage receives their SHA-256, and the verifier the distinct ones.
-    """
+def _stage_sql(source: Source, kind: Kind) -> str:
+    """The query that stages one batch (``va_batch``) of ``source`` as text fields."""
     parse = sources.parse_sql(source, kind.columns)
     if kind is ACCESS_LOG:
         parse = read_query("ingest/stage_access_log.sql").replace("{source}", parse)
-        verifier.begin(connection)
-
-    created = False
-    for batch in _batches_or_empty(source, progress):
-        connection.register("va_batch", batch)
-        try:
-            if kind is ACCESS_LOG:
-                _stage_access_log_batch(connection, parse, verifier, created)
-            elif created:
-                connection.execute(f"insert into stage {parse}")
-            else:
-                connection.execute(f"create or replace temp table stage as {parse}")
-            created = True
-        finally:
-            connection.unregister("va_batch")
+    return parse
 
 
-def _stage_access_log_batch(
-    connection: duckdb.DuckDBPyConnection, parse: str, verifier: TokenVerifier, created: bool
-) -> None:
-    """Stage one batch; its raw tokens never leave Arrow memory."""
-    rows, token_map = fingerprint_tokens(connection.sql(parse).to_arrow_table())
+def _stage_batch(
+    connection: duckdb.DuckDBPyConnection,
+    kind: Kind,
+    parse: str,
+    batch: pa.Table,
+    verifier: TokenVerifier,
+) -> pa.Table:
+    """One batch's records as text fields, blank lines left out.
+
+    For an access log, the batch's tokens exist only in Arrow memory here: the staged
+    rows carry their SHA-256, and the verifier takes the distinct ones.
+    """
+    connection.register("va_batch", batch)
+    try:
+        parsed = connection.sql(parse).to_arrow_table()
+    finally:
+        connection.unregister("va_batch")
+    parsed = parsed.filter(pc.invert(pc.fill_null(pc.equal(parsed["parse_error"], "blank"), False)))
+    if kind is not ACCESS_LOG:
+        return parsed
+
+    rows, token_map = fingerprint_tokens(parsed)
     connection.register("va_parsed", rows)
     connection.register("va_token_map", token_map)
     try:
         verifier.collect(connection, token_map)
-        insert = read_query("ingest/stage_access_log_insert.sql")
-        if created:
-            connection.execute(f"insert into stage {insert}")
-        else:
-            connection.execute(f"create or replace temp table stage as {insert}")
+        return connection.sql(read_query("ingest/stage_access_log_insert.sql")).to_arrow_table()
     finally:
         connection.unregister("va_parsed")
         connection.unregister("va_token_map")
@@ -228,16 +238,11 @@ def create_macros(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute(read_query("ingest/macros.sql"))
 
 
-def _quarantine(
-    connection: duckdb.DuckDBPyConnection,
-    kind: Kind,
-    run_id: int,
-    name: str,
-    source_sha256: str | None,
-    rejects: list[tuple[int, str, str]],
-) -> int:
-    # A file read before (same bytes) had these lines quarantined already: they
-    # count again, but are not stored twice.
+def _remember_quarantined_before(
+    connection: duckdb.DuckDBPyConnection, kind: Kind, source_sha256: str | None
+) -> None:
+    """The lines of a file read before (same bytes) that were quarantined then: they
+    count again, but are not stored twice."""
     connection.execute(
         """
         create or replace temp table va_quarantined_before as
@@ -247,6 +252,19 @@ def _quarantine(
         """,
         [source_sha256, kind.name],
     )
+
+
+def _quarantine_batch(
+    connection: duckdb.DuckDBPyConnection,
+    kind: Kind,
+    run_id: int,
+    name: str,
+    normalized: pa.Table,
+) -> int:
+    """Quarantine the batch's unusable records; return how many there were."""
+    unusable = normalized.num_rows - normalized["reason"].null_count
+    if not unusable:
+        return 0
     hidden = {"line", "parse_error", "raw_text", "token_key", "token_key2", "jws_shape"}
     fields = ", ".join(
         f"'{column}', s.\"{column}\""
@@ -265,6 +283,17 @@ def _quarantine(
         """,
         [run_id, kind.name, name],
     )
+    return unusable
+
+
+def _quarantine_rejects(
+    connection: duckdb.DuckDBPyConnection,
+    kind: Kind,
+    run_id: int,
+    name: str,
+    rejects: list[tuple[int, str, str]],
+) -> int:
+    """Quarantine the rows the reader itself could not split into fields."""
     if rejects:
         connection.executemany(
             """
@@ -274,36 +303,36 @@ def _quarantine(
             """,
             [[run_id, kind.name, name, line, reason, text, line] for line, reason, text in rejects],
         )
-    return int(
-        scalar(connection, "select count(*) from normalized where reason is not null")
-    ) + len(rejects)
+    return len(rejects)
 
 
-def _land(connection: duckdb.DuckDBPyConnection, kind: Kind, run_id: int) -> tuple[int, int]:
-    """Insert the usable records whose key is new; return (accepted, duplicates).
+def _land_batch(
+    connection: duckdb.DuckDBPyConnection, kind: Kind, run_id: int, normalized: pa.Table
+) -> tuple[int, int]:
+    """Insert the batch's usable records whose key is new; return (accepted, duplicates).
 
-    The insert reads `normalized` directly, so no third copy of the file is made.
+    A key repeated within the batch keeps its first line; one the store already holds,
+    from an earlier batch or an earlier run, is left to the table's primary key.
     """
+    usable = normalized["reason"].null_count
+    if not usable:
+        return 0, 0
     key = ", ".join(kind.key)
-    matches = " and ".join(f"t.{column} = n.{column}" for column in kind.key)
     hidden = "line, reason" + (", claims" if kind is ACCESS_LOG else "")
-    usable = int(scalar(connection, "select count(*) from normalized where reason is null"))
-    before = int(scalar(connection, f"select count(*) from {kind.table}"))
-
     if kind is ACCESS_LOG:
         _add_claims_tokens(connection)
-    connection.execute(
+    row = connection.execute(
         f"""
         insert into {kind.table} by name
         select * exclude ({hidden}), ? as ingest_run_id
-        from normalized as n
+        from normalized
         where reason is null
-            and not exists (select 1 from {kind.table} as t where {matches})
         qualify row_number() over (partition by {key} order by line) = 1
+        on conflict do nothing
         """,
         [run_id],
-    )
-    accepted = int(scalar(connection, f"select count(*) from {kind.table}")) - before
+    ).fetchone()
+    accepted = int(row[0]) if row else 0
     return accepted, usable - accepted
 
 
@@ -323,9 +352,7 @@ def _add_claims_tokens(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute("drop table new_tokens")
 
 
-def _record_snapshots(
-    connection: duckdb.DuckDBPyConnection, kind: Kind, snapshot_at: datetime | None
-) -> None:
+def _record_snapshots(connection: duckdb.DuckDBPyConnection, kind: Kind) -> None:
     """Remember when each snapshot was taken, an empty one too: absence is evidence."""
     connection.execute(
         """
@@ -335,10 +362,6 @@ def _record_snapshots(
         """,
         [kind.name],
     )
-    if snapshot_at is not None:
-        connection.execute(
-            "insert or ignore into snapshots values (?, ?)", [kind.name, snapshot_at]
-        )
 
 
 def _staged_columns(connection: duckdb.DuckDBPyConnection) -> list[str]:

@@ -49,27 +49,21 @@ class TokenVerifier:
         return self.keys.fingerprint if self.keys else None
 
     def begin(self, connection: duckdb.DuckDBPyConnection) -> None:
-        """Start a source: an empty `token_segments` table and no raw tokens."""
+        """Start a source: an empty `token_checks` table and no raw tokens."""
         self._raw = {}
         connection.execute(
             """
-            create or replace temp table token_segments (
-                token_sha256 varchar, header_segment varchar, payload_segment varchar
+            create or replace temp table token_checks (
+                token_sha256 varchar, header_json varchar, payload_json varchar, error varchar
             )
             """
         )
 
     def collect(self, connection: duckdb.DuckDBPyConnection, token_map: pa.Table) -> None:
-        """Take one batch's distinct tokens (registered as ``va_token_map``)."""
-        connection.execute(
-            """
-            insert into token_segments
-            select token_sha256, header_segment, payload_segment from va_token_map
-            where jws_shape
-                and token_sha256 not in (select token_sha256 from token_segments)
-                and token_sha256 not in (select token_sha256 from tokens)
-            """
-        )
+        """Decode one batch's new distinct tokens (registered as ``va_token_map``) into
+        `token_checks`; keep their compact form for the signature check when keys were
+        given."""
+        connection.execute("insert into token_checks " + read_query("ingest/decode_tokens.sql"))
         if self.keys is not None:
             shapes = token_map.column("jws_shape").to_pylist()
             for sha, token, shaped in zip(
@@ -82,10 +76,7 @@ class TokenVerifier:
                     self._raw.setdefault(sha, token)
 
     def settle(self, connection: duckdb.DuckDBPyConnection) -> None:
-        """Decode the new tokens into `tokens`, fill `token_checks`, settle signatures."""
-        connection.execute(
-            "create or replace temp table token_checks as " + read_query("ingest/decode_tokens.sql")
-        )
+        """Insert the source's new tokens into `tokens` and settle their signatures."""
         statuses = self._statuses(connection)
         self._raw = {}
 
@@ -114,7 +105,7 @@ class TokenVerifier:
         finally:
             connection.unregister("va_statuses")
         connection.execute("drop table new_tokens")
-        connection.execute("drop table token_segments")
+        connection.execute("drop table token_checks")
 
     def _statuses(self, connection: duckdb.DuckDBPyConnection) -> pa.Table:
         """Signature status of every token of the source this key set has not decided."""
