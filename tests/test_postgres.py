@@ -1,14 +1,14 @@
 """`ingest --from-postgres` against a real PostgreSQL server.
 
 The server comes from VAULT_AUDIT_TEST_POSTGRES_URL, else from the file that
-scripts/services/postgres.sh writes (/tmp/vault-audit-pg/url); without either every
-test here is skipped. Each test gets a database of its own, with Supabase's auth
-tables in their real column types and Vault's two tables.
+scripts/services/postgres.sh writes (/tmp/vault-audit-pg/url). Without either, the tests
+that need a server are skipped, except in CI (the CI variable set), where .ci/run starts
+the server and a missing one is a failure. Each test gets a database of its own, with
+Supabase's auth tables in their real column types and Vault's two tables.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -17,9 +17,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pytest
+from adbc_driver_postgresql import dbapi
 
 from tests.inputs import SECRET, claims, write_records
 from vault_audit import store
@@ -33,10 +34,7 @@ from vault_audit.ingest.postgres import (
     resolve_postgres_url,
 )
 from vault_audit.settings import Settings
-
-dbapi = pytest.importorskip(
-    "adbc_driver_postgresql.dbapi", reason="the postgres extra (adbc-driver-postgresql) is missing"
-)
+from vault_audit.simulate import simulate_world
 
 URL_FILE = Path("/tmp/vault-audit-pg/url")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "postgres.md"
@@ -102,16 +100,29 @@ DAY = datetime(2026, 3, 1, tzinfo=timezone.utc)
 # --- the server and a database per test ----------------------------------------------------
 
 
+def find_server_url(environ: Mapping[str, str], url_file: Path) -> str:
+    """The test server's URL; a skip where none can exist here, a failure in CI."""
+    url = environ.get("VAULT_AUDIT_TEST_POSTGRES_URL", "").strip()
+    if not url and url_file.is_file():
+        url = url_file.read_text(encoding="utf-8").strip()
+    if url:
+        return url
+    if environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(
+            f"CI is set but there is no PostgreSQL server: scripts/services/postgres.sh "
+            f"(run by .ci/run) should have written {url_file}; see its output, or set "
+            "VAULT_AUDIT_TEST_POSTGRES_URL",
+            pytrace=False,
+        )
+    pytest.skip(
+        "no PostgreSQL server can exist here: set VAULT_AUDIT_TEST_POSTGRES_URL or run "
+        "scripts/services/postgres.sh"
+    )
+
+
 @pytest.fixture(scope="session")
 def server_url() -> str:
-    url = os.environ.get("VAULT_AUDIT_TEST_POSTGRES_URL", "").strip()
-    if not url and URL_FILE.is_file():
-        url = URL_FILE.read_text(encoding="utf-8").strip()
-    if not url:
-        pytest.skip(
-            "no PostgreSQL server: set VAULT_AUDIT_TEST_POSTGRES_URL or run "
-            "scripts/services/postgres.sh"
-        )
+    url = find_server_url(os.environ, URL_FILE)
     try:
         execute(url, "select 1")
     except Exception as error:
@@ -441,13 +452,9 @@ def test_rows_read_from_postgres_land_exactly_as_the_same_rows_from_files(
 def test_a_simulated_world_read_from_postgres_gets_the_verdicts_of_its_files(
     database: str, tmp_path: Path
 ) -> None:
-    simulate = pytest.importorskip("vault_audit.simulate", reason="the simulator is not there yet")
     out = tmp_path / "world"
     # A quiet world keeps the test fast; the verdict rules still fire in it.
-    quiet = {"requests_per_hour": 8.0}
-    if "requests_per_hour" not in inspect.signature(simulate.simulate_world).parameters:
-        quiet = {}
-    summary = simulate.simulate_world(out, users=4, days=1, seed=7, algorithm="HS256", **quiet)
+    summary = simulate_world(out, users=4, days=1, seed=7, algorithm="HS256", requests_per_hour=8.0)
     world = {
         kind: [
             json.loads(line) for line in (out / f"{kind}.jsonl").read_text().splitlines() if line
@@ -460,10 +467,9 @@ def test_a_simulated_world_read_from_postgres_gets_the_verdicts_of_its_files(
             "access-log",
         )
     }
-    secret_env = getattr(summary, "jwt_secret_env", None)
     settings = Settings(
         db=str(tmp_path / "unused.duckdb"),
-        jwt_secret_env=secret_env,
+        jwt_secret_env=summary.jwt_secret_env,
         postgres={"overlap_seconds": 0},
     )
     load_world(database, world)
@@ -685,15 +691,69 @@ def test_a_wrong_password_is_one_line_that_hides_it(server_url: str, tmp_path: P
     assert "wrong-Pa55word" not in message
 
 
-def test_a_missing_table_is_named_with_the_setting_that_fixes_it(
-    database: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("table", "kind", "setting"),
+    [
+        ("public.audit_events", "vault-events", "postgres.vault_events.table"),
+        ("public.device_sessions", "device-sessions", "postgres.device_sessions.table"),
+    ],
+)
+def test_a_missing_vault_table_is_named_with_the_setting_that_fixes_it(
+    database: str, tmp_path: Path, table: str, kind: str, setting: str
 ) -> None:
-    execute(database, "drop table public.audit_events")
+    execute(database, f"drop table {table}")
 
     message = read_error(database, tmp_path)
 
-    assert "cannot read public.audit_events" in message
-    assert "does not exist" in message and "[postgres]" in message
+    assert f"cannot read {table}" in message and "does not exist" in message
+    assert f"name Vault's table as {setting} in vault-audit.toml" in message
+    assert f"leave {kind} out of postgres.kinds" in message
+    assert "Supabase" not in message
+
+
+@pytest.mark.parametrize(
+    ("drop", "table", "kind"),
+    [
+        ("drop table auth.audit_log_entries", "auth.audit_log_entries", "supabase-audit"),
+        ("drop table auth.sessions", "auth.sessions", "supabase-sessions"),
+        ("drop schema auth cascade", "auth.audit_log_entries", "supabase-audit"),
+    ],
+)
+def test_a_missing_supabase_table_says_to_point_at_the_supabase_database(
+    database: str, tmp_path: Path, drop: str, table: str, kind: str
+) -> None:
+    execute(database, drop)
+
+    message = read_error(database, tmp_path)
+
+    assert f"cannot read {table}" in message and "does not exist" in message
+    assert "its name cannot be configured" in message
+    assert "the URL must point at the Supabase project's database" in message
+    assert f"USAGE on schema auth and SELECT on {table}" in message
+    assert f"leave {kind} out of postgres.kinds" in message
+    assert "[postgres]" not in message and "name Vault's" not in message
+
+
+def test_a_missing_supabase_column_is_not_said_to_be_mappable(
+    database: str, tmp_path: Path
+) -> None:
+    execute(database, "alter table auth.sessions drop column refreshed_at")
+
+    message = read_error(database, tmp_path, kinds=["supabase-sessions"])
+
+    assert "cannot read auth.sessions" in message and "refreshed_at" in message
+    assert "cannot be mapped" in message and "docs/postgres.md" in message
+    assert "[postgres" not in message
+
+
+def test_a_missing_vault_column_names_the_columns_setting(database: str, tmp_path: Path) -> None:
+    execute(database, "alter table public.device_sessions drop column label")
+
+    message = read_error(database, tmp_path, kinds=["device-sessions"])
+
+    assert "cannot read public.device_sessions" in message and "label" in message
+    assert "map the columns of public.device_sessions under" in message
+    assert "[postgres.device_sessions.columns]" in message
 
 
 def test_a_missing_privilege_says_to_grant_select(
@@ -712,6 +772,19 @@ def test_a_missing_privilege_says_to_grant_select(
     assert "cannot read auth.sessions" in message
     assert "permission denied" in message and "grant SELECT" in message
     assert password not in message
+
+
+def test_a_missing_usage_on_schema_auth_says_to_grant_usage(
+    database: str, role: tuple[str, str], tmp_path: Path
+) -> None:
+    name, password = role
+    execute(database, f"create role {name} login password '{password}'")
+
+    message = read_error(with_login(database, name, password), tmp_path)
+
+    assert "cannot read auth.audit_log_entries" in message
+    assert "permission denied for schema auth" in message
+    assert "grant USAGE on schema auth to this role" in message
 
 
 def test_a_slow_read_stops_at_the_statement_timeout(database: str, tmp_path: Path) -> None:
@@ -778,6 +851,23 @@ def test_the_least_privilege_role_in_the_docs_reads_everything_and_nothing_else(
 # --- the URL and its redaction ----------------------------------------------------------------
 
 
+def test_a_missing_server_is_a_skip_here_and_a_failure_in_ci(tmp_path: Path) -> None:
+    nowhere = tmp_path / "no-url"
+
+    with pytest.raises(pytest.skip.Exception, match="no PostgreSQL server can exist here"):
+        find_server_url({}, nowhere)
+    with pytest.raises(pytest.skip.Exception):
+        find_server_url({"CI": "false"}, nowhere)
+    with pytest.raises(pytest.fail.Exception, match="CI is set but there is no PostgreSQL"):
+        find_server_url({"CI": "true"}, nowhere)
+    assert (
+        find_server_url(
+            {"CI": "true", "VAULT_AUDIT_TEST_POSTGRES_URL": "postgresql://h/d"}, nowhere
+        )
+        == "postgresql://h/d"
+    )
+
+
 def test_the_url_comes_from_a_named_variable_or_vault_audit_postgres_url() -> None:
     environ = {"PG_MAIN": "postgresql://a:b@h/db", "VAULT_AUDIT_POSTGRES_URL": "postgresql://h2/x"}
 
@@ -800,10 +890,103 @@ def test_the_url_comes_from_a_named_variable_or_vault_audit_postgres_url() -> No
             "host=db.example.co port=6543 dbname=postgres user=r password='x y'",
             "postgresql://db.example.co:6543/postgres",
         ),
+        ("postgresql://reader:pa@ss99word@db.example.co/vault", "postgresql://db.example.co/vault"),
+        (
+            "postgresql://reader:p:w@x/y@db.example.co:5432/vault",
+            "postgresql://db.example.co:5432/vault",
+        ),
+        (
+            "postgresql://reader:hunter2@corp:5432/prod@db.example.co/vault",
+            "postgresql://db.example.co/vault",
+        ),
+        ("postgresql://reader:pa?ss@db.example.co/vault", "postgresql://db.example.co/vault"),
+        (
+            "postgresql://reader:pw@db.example.co/vault?application_name=me@work",
+            "postgresql://db.example.co/vault",
+        ),
+        ("postgresql://r:pw@db1:5432,DB2:5433/vault", "postgresql://db1:5432,db2:5433/vault"),
     ],
 )
 def test_a_url_is_shown_without_its_user_or_password(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+NASTY_PASSWORDS = [
+    "pa@ss99word",
+    "p:w@x/y",
+    "hunter2@corp:5432/prod",
+    "Zq:w8@x9/y7kL:mm",
+    "pa%40ss%2Fw0rd%3A99",  # percent-encoded: pa@ss/w0rd:99
+    "p%zz-secret",  # an invalid escape, which libpq quotes back
+]
+
+
+def password_pieces(password: str) -> list[str]:
+    """The password and every form and piece of it a message must not show."""
+    forms = {password, unquote(password)}
+    pieces = {piece for form in forms for piece in re.split(r"[@:/]", form)}
+    return sorted(piece for piece in forms | pieces if len(piece) >= 4)
+
+
+@pytest.mark.parametrize("password", NASTY_PASSWORDS)
+def test_no_piece_of_a_password_with_unescaped_separators_is_shown_or_logged(
+    password: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    url = f"postgresql://reader:{password}@127.0.0.1:{port}/vault"
+    caplog.set_level("DEBUG")
+
+    message = read_error(url, tmp_path, connect_timeout=2)
+
+    assert message.startswith(f"cannot connect to postgresql://127.0.0.1:{port}/vault: ")
+    shown = (message + caplog.text).lower()
+    assert [piece for piece in password_pieces(password) if piece.lower() in shown] == []
+    assert "reader:" not in shown
+
+
+def test_a_password_in_a_connection_string_is_never_shown(tmp_path: Path) -> None:
+    password = "pa@ss word:99/x"
+    dsn = f"host=127.0.0.1 port={free_port()} dbname=vault user=r password='{password}'"
+
+    message = read_error(dsn, tmp_path)
+
+    assert "connection refused" in message
+    assert [piece for piece in ("ss word", "word", password) if piece in message] == []
+
+
+def test_a_piece_of_the_password_is_not_masked_out_of_the_words_of_the_reason(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    url = f"postgresql://reader:server:running:listening@127.0.0.1:{port}/vault"
+
+    message = read_error(url, tmp_path, connect_timeout=2)
+
+    assert message.startswith(f"cannot connect to postgresql://127.0.0.1:{port}/vault: ")
+    assert "is the server running and listening on that port?" in message
+
+
+def test_the_ingest_command_hides_a_password_with_an_unescaped_at_sign(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from vault_audit.cli import main
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "ingest",
+            "--db",
+            str(tmp_path / "cli.duckdb"),
+            "--from-postgres",
+            "postgresql://reader:pa@ss99word@127.0.0.1:1/db",
+        ],
+    )
+
+    assert result.exit_code == 2
+    assert result.output.startswith(
+        "vault-audit: error: cannot connect to postgresql://127.0.0.1:1/db"
+    )
+    assert "ss99word" not in result.output and "pa@ss" not in result.output
 
 
 def test_an_unknown_postgres_setting_is_a_usage_error(tmp_path: Path) -> None:
@@ -825,9 +1008,6 @@ def test_the_ingest_command_reads_from_postgres_and_never_prints_the_password(
 
     from vault_audit.cli import main
 
-    ingest = main.commands.get("ingest")
-    if ingest is None or not any(p.name == "from_postgres" for p in ingest.params):
-        pytest.skip("the ingest command has no --from-postgres option yet")
     load_world(database, hand_world())
     monkeypatch.setenv("SOURCE_PG", database)
     monkeypatch.chdir(tmp_path)

@@ -14,7 +14,8 @@ idempotency are the same. Rows arrive as Arrow over the ADBC PostgreSQL driver, 
 streams a query through ``COPY ... TO STDOUT (FORMAT binary)``.
 
 The connection URL carries a password: it is never logged nor shown. Every message
-names the server by ``redact_url``, which keeps host, port and database only.
+names the server by ``redact_url``, which keeps host, port and database only, and every
+message is masked of the password and of each piece of it a server could quote.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -51,7 +52,19 @@ SUPABASE_SESSIONS_TABLE = "auth.sessions"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 _PASSWORD_IN_DSN = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+# Up to the last '@' of a URL quoted in a message, so a password holding '@' is masked whole.
+_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)\S*@", re.IGNORECASE)
+# A URL's query starts at a '?' followed by key=value (or by nothing); a '?' that is not
+# (as in "pa?ss@host") belongs to a password.
+_QUERY_START = re.compile(r"\?(?=$|[A-Za-z_][A-Za-z0-9_]*=)")
+_HOST_AND_PORT = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(?::(\d*))?")
+# A password is also masked piece by piece, as it reaches a message when libpq cuts it
+# into user, host and database at an unescaped '@', ':' or '/'. Shorter pieces stay,
+# or every message would lose its letters.
+_SECRET_SEPARATORS = re.compile(r"[@:/\s]")
+_SHORTEST_SECRET = 4
+# The [postgres] settings that name each of Vault's tables; Supabase Auth's have none.
+_KIND_SETTINGS = {"device-sessions": "device_sessions", "vault-events": "vault_events"}
 
 
 @dataclass(frozen=True)
@@ -189,6 +202,26 @@ class _After:
     id: str
 
 
+@dataclass(frozen=True)
+class _UrlParts:
+    """A ``postgresql://`` URL cut where its user-info ends: at the last '@' before the
+    host, not at the first as libpq cuts it."""
+
+    userinfo: str
+    hosts: str  # host[:port], comma-separated
+    database: str
+    query: str
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """The table a statement reads, for its error message."""
+
+    kind: str
+    table: str
+    what: str  # "cannot read TABLE on SERVER"
+
+
 @dataclass
 class PostgresRead:
     """What one snapshot transaction read: an Arrow table per kind, named by source."""
@@ -220,16 +253,19 @@ def redact_url(url: str) -> str:
     """``postgresql://host:port/database``: the URL without user, password or options."""
     if "://" not in url:
         return _redact_dsn(url)
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "localhost"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "postgresql://(unparsable URL)"
-    if ":" in host:
-        host = f"[{host}]"
-    database = unquote(parts.path.lstrip("/")) or "(default database)"
-    return f"postgresql://{host}{port}/{database}"
+    parts = _split_url(url)
+    hosts = []
+    for entry in parts.hosts.split(","):
+        match = _HOST_AND_PORT.fullmatch(entry)
+        if not match or (match.group(2) and int(match.group(2)) > 65535):
+            return "postgresql://(unparsable URL)"
+        host = match.group(1).strip("[]").lower() or "localhost"
+        port = int(match.group(2)) if match.group(2) else 0
+        if ":" in host:
+            host = f"[{host}]"
+        hosts.append(f"{host}:{port}" if port else host)
+    database = unquote(parts.database) or "(default database)"
+    return f"postgresql://{','.join(hosts)}/{database}"
 
 
 def ingest_postgres(
@@ -287,11 +323,11 @@ def read_postgres(
         read = PostgresRead(server=server, snapshot_at=_begin_snapshot(cursor, url, options))
         for kind in options.kinds:
             table_name, query = _query_of(kind, options)
-            what = f"{table_name} on {server}"
+            reading = _Reading(kind, table_name, f"cannot read {table_name} on {server}")
             if kind in ("supabase-audit", "vault-events"):
                 after = _after(watermarks.get(kind), options.overlap_seconds)
-                _bind_watermark(cursor, after, url, what)
-            table = _fetch(cursor, query, url, what, options)
+                _bind_watermark(cursor, after, url, reading)
+            table = _fetch(cursor, query, url, reading, options)
             read.tables[kind] = table
             read.sources[kind] = _source_name(server, table_name)
             log.debug("read %d rows of %s from %s", table.num_rows, table_name, server)
@@ -443,20 +479,22 @@ def _begin_snapshot(cursor: Any, url: str, options: PostgresOptions) -> datetime
     return _utc(row[0])
 
 
-def _bind_watermark(cursor: Any, after: _After, url: str, what: str) -> None:
+def _bind_watermark(cursor: Any, after: _After, url: str, reading: _Reading) -> None:
     try:
         cursor.execute(read_query("postgres/bind_watermark.sql"), [after.at, after.id])
         cursor.fetchall()
     except Exception as error:
-        raise _postgres_error(error, url, f"cannot read {what}") from None
+        raise _postgres_error(error, url, reading.what, reading=reading) from None
 
 
-def _fetch(cursor: Any, query: str, url: str, what: str, options: PostgresOptions) -> pa.Table:
+def _fetch(
+    cursor: Any, query: str, url: str, reading: _Reading, options: PostgresOptions
+) -> pa.Table:
     try:
         cursor.execute(query)
         table = cursor.fetch_arrow_table()
     except Exception as error:
-        raise _postgres_error(error, url, f"cannot read {what}", options) from None
+        raise _postgres_error(error, url, reading.what, options, reading=reading) from None
     # The driver labels each field with its Postgres type; the store needs only names.
     return pa.Table.from_arrays(table.columns, names=table.column_names)
 
@@ -474,15 +512,26 @@ def _quietly_end(cursor: Any) -> None:
 
 
 def _postgres_error(
-    error: Exception, url: str, what: str, options: PostgresOptions | None = None
+    error: Exception,
+    url: str,
+    what: str,
+    options: PostgresOptions | None = None,
+    *,
+    reading: _Reading | None = None,
 ) -> PostgresError:
-    """One line a user can act on, with no password and no driver noise."""
-    message = str(error)
+    """One line a user can act on, with no password and no driver noise.
+
+    The error is classified on its own text; what is quoted of it is masked first, so
+    the fixed words of a reason stay whole even when a piece of the password is in them.
+    """
+    lowered = str(error).lower()
+    message = _redact_text(str(error), url)
     state = getattr(error, "sqlstate", None) or ""
-    lowered = message.lower()
 
     if "password authentication failed" in lowered or state == "28P01":
         reason = "the password was refused (password authentication failed)"
+    elif reading and state in ("42P01", "3F000", "42703", "42501"):
+        reason = _table_refusal(state, _server_detail(message), reading)
     elif "connection refused" in lowered:
         reason = "connection refused; is the server running and listening on that port?"
     elif "timeout expired" in lowered:
@@ -496,22 +545,12 @@ def _postgres_error(
         and ("does not exist" in lowered)
     ):
         reason = "the server refused this login (no such role, or pg_hba.conf rejects it)"
-    elif state == "42P01":
-        reason = (
-            f"the table does not exist ({_server_detail(message)}); "
-            "name Vault's tables under [postgres] in vault-audit.toml, or leave the kind "
-            "out of postgres.kinds"
-        )
+    elif state in ("42P01", "3F000"):
+        reason = f"the table does not exist ({_server_detail(message)})"
     elif state == "42703":
-        reason = (
-            f"a column does not exist ({_server_detail(message)}); "
-            "map the columns under [postgres] in vault-audit.toml"
-        )
+        reason = f"a column does not exist ({_server_detail(message)})"
     elif state == "42501":
-        reason = (
-            f"permission denied ({_server_detail(message)}); "
-            "grant SELECT on it to this role (see docs/postgres.md)"
-        )
+        reason = f"permission denied ({_server_detail(message)}); see docs/postgres.md"
     elif state == "57014":
         seconds = options.statement_timeout if options else PostgresOptions().statement_timeout
         reason = (
@@ -521,8 +560,46 @@ def _postgres_error(
     else:
         reason = _server_detail(message)
 
-    text = f"{what}: {reason}"
-    return PostgresError(_redact_text(text, url))
+    text = f"{_redact_text(what, url)}: {reason}"
+    return PostgresError(" ".join(text.split()))
+
+
+def _table_refusal(state: str, detail: str, reading: _Reading) -> str:
+    """Why a table could not be read, with the fix that fits it: Supabase Auth's
+    tables have fixed names and columns, Vault's are named in vault-audit.toml."""
+    table, kind = reading.table, reading.kind
+    leave_out = f"or leave {kind} out of postgres.kinds"
+    setting = _KIND_SETTINGS.get(kind)
+
+    if state == "42501":
+        schema = re.search(r"permission denied for schema (\S+)", detail)
+        if schema:
+            grant = f"grant USAGE on schema {schema.group(1)} to this role"
+        else:
+            grant = f"grant SELECT on {table} to this role"
+        return f"permission denied ({detail}); {grant} (see docs/postgres.md)"
+    if state == "42703":
+        if setting is None:
+            return (
+                f"a column does not exist ({detail}); the columns of Supabase Auth's {table} "
+                "cannot be mapped: vault-audit reads the columns listed in docs/postgres.md, "
+                f"and an older Supabase Auth may lack some; upgrade it, {leave_out}"
+            )
+        return (
+            f"a column does not exist ({detail}); map the columns of {table} under "
+            f"[postgres.{setting}.columns] in vault-audit.toml"
+        )
+    if setting is None:
+        return (
+            f"the table does not exist ({detail}); {table} is Supabase Auth's own table and "
+            "its name cannot be configured: the URL must point at the Supabase project's "
+            f"database, where this role needs USAGE on schema auth and SELECT on {table} "
+            f"(see docs/postgres.md), {leave_out}"
+        )
+    return (
+        f"the table does not exist ({detail}); name Vault's table as "
+        f"postgres.{setting}.table in vault-audit.toml, {leave_out}"
+    )
 
 
 def _server_detail(message: str) -> str:
@@ -539,27 +616,58 @@ def _server_detail(message: str) -> str:
 
 
 def _redact_text(text: str, url: str) -> str:
-    """``text`` with every URL password, DSN password, and the URL's own password masked."""
+    """``text`` with the URL's password and its pieces masked, and any other URL or DSN
+    password in it too."""
+    for secret in _secrets_of(url) if url else []:
+        text = re.sub(re.escape(secret), "***", text, flags=re.IGNORECASE)
     text = _URL_PASSWORD.sub(r"\1***@", text)
     text = _PASSWORD_IN_DSN.sub(r"\1***", text)
-    password = _password_of(url) if url else None
-    # Postgres never echoes a password; this is for a driver that might. A very short
-    # one is left alone, or every message would lose its letters.
-    if password and len(password) >= 4:
-        for form in {password, quote(password, safe="")}:
-            text = text.replace(form, "***")
     return " ".join(text.split())
 
 
-def _password_of(url: str) -> str | None:
+def _split_url(url: str) -> _UrlParts:
+    # Known limitation: a database name holding '@' is read as the end of the user-info,
+    # because a password may hold '/' too; such a server is shown by what follows the '@'
+    # (the password is still masked). Write the '@' of a database name as %40.
+    rest = url.partition("://")[2]
+    query = _QUERY_START.search(rest)
+    before_query = rest[: query.start()] if query else rest
+    userinfo, _, location = before_query.rpartition("@")
+    hosts, _, database = location.partition("/")
+    return _UrlParts(userinfo, hosts, database, rest[query.end() :] if query else "")
+
+
+def _secrets_of(url: str) -> list[str]:
+    """What a message must not show of ``url``: its password and its user-info whole,
+    encoded and decoded, and every piece of the password of 4 characters or more;
+    longest first, so a whole is masked before its pieces.
+
+    The user name alone is not masked: it is no secret, and masking a user named
+    "postgres" would mask every server's name.
+    """
+    userinfos: set[str] = set()
     if "://" in url:
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            return None
-        return unquote(password) if password else None
-    match = _PASSWORD_IN_DSN.search(url)
-    return match.group(2).strip("'") if match else None
+        parts = _split_url(url)
+        # The user-info as this module reads it, and as libpq reads it (up to the first
+        # '@' before any '/'), since libpq's reading is what the server's messages quote.
+        libpq = re.match(r"([^@/]*)@", url.partition("://")[2])
+        userinfos = {parts.userinfo, libpq.group(1) if libpq else ""}
+        userinfos = {info for info in userinfos if ":" in info}
+        passwords = {info.partition(":")[2] for info in userinfos}
+        passwords.update(value for key, value in parse_qsl(parts.query) if key == "password")
+    else:
+        passwords = {
+            value[1:-1].replace("\\'", "'") if value.startswith("'") else value
+            for _, value in _PASSWORD_IN_DSN.findall(url)
+        }
+
+    forms: set[str] = set()
+    for whole in userinfos | passwords:
+        for form in (whole, unquote(whole)):
+            forms.update((form, quote(form, safe="")))
+            if whole in passwords:
+                forms.update(_SECRET_SEPARATORS.split(form))
+    return sorted((form for form in forms if len(form) >= _SHORTEST_SECRET), key=len, reverse=True)
 
 
 def _redact_dsn(dsn: str) -> str:
@@ -571,15 +679,16 @@ def _redact_dsn(dsn: str) -> str:
 
 
 def _with_connect_timeout(url: str, seconds: int) -> str:
-    """The URL with libpq's connect_timeout, unless it sets its own."""
+    """The URL with libpq's connect_timeout, unless it sets its own. The setting is
+    appended as text: re-encoding the URL would change a password that is not escaped."""
     if "://" not in url:
         return url if "connect_timeout" in url else f"{url} connect_timeout={seconds}"
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key == "connect_timeout" for key, _ in query):
+    query = _split_url(url).query
+    if any(key == "connect_timeout" for key, _ in parse_qsl(query, keep_blank_values=True)):
         return url
-    query.append(("connect_timeout", str(seconds)))
-    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    if query:
+        return f"{url}&connect_timeout={seconds}"
+    return f"{url.rstrip('?')}?connect_timeout={seconds}"
 
 
 def _utc(value: datetime) -> datetime:
