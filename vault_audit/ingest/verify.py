@@ -60,9 +60,12 @@ class TokenVerifier:
         )
 
     def collect(self, connection: duckdb.DuckDBPyConnection, token_map: pa.Table) -> None:
-        """Decode one batch's new distinct tokens (registered as ``va_token_map``) into
-        `token_checks`; keep their compact form for the signature check when keys were
-        given."""
+        """Decode one batch's new distinct tokens into `token_checks`; keep their compact
+        form for the signature check when keys were given."""
+        # The query names the batch's table as this local: DuckDB's replacement scan
+        # finds it here, and a view registered inside the file's transaction would keep
+        # every batch's tokens alive until the commit.
+        va_token_map = token_map  # noqa: F841
         connection.execute("insert into token_checks " + read_query("ingest/decode_tokens.sql"))
         if self.keys is not None:
             shapes = token_map.column("jws_shape").to_pylist()
