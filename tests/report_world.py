@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from vault_audit import store
+from vault_audit.resources import read_query
 
 ALICE = "6f1c2a9e-4b7d-4e0a-9c55-2d8f1b7e3a10"
 BOB = "0b9e8d7c-6a5f-4e3d-8c2b-1a0f9e8d7c6b"
@@ -34,7 +35,7 @@ HOSTILE_PATH = '/v1/secrets/"><img src=x onerror=alert(2)>'
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Firefox/126.0"
 
 DERIVED_TABLES = """
-create table device_sessions (
+create temp table device_records (
     device_session_id varchar, user_id varchar, supabase_session_id varchar,
     label varchar, user_agent varchar, ip varchar, registered_at timestamptz,
     revoked_at timestamptz, revoked_by varchar, last_seen_at timestamptz, source varchar
@@ -372,9 +373,12 @@ def _derived_facts(connection: duckdb.DuckDBPyConnection) -> None:
     ]
     for record in records:
         connection.execute(
-            "insert into device_sessions values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'event')",
+            "insert into device_records values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'event')",
             list(record),
         )
+    # The spans of the records, as the check computes them.
+    spans = read_query("device_sessions/spans.sql")
+    connection.execute(f"create table device_sessions as {spans}")
 
     tokens = {
         sha: (issued, expires)

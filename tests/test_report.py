@@ -8,12 +8,22 @@ import re
 import time
 from html.parser import HTMLParser
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner
 
 from tests import report_world
-from tests.report_world import ALICE, ALICE_DEVICE, ALICE_SESSION, BOB, HOSTILE_AGENT, HOSTILE_PATH
+from tests.report_world import (
+    ALICE,
+    ALICE_DEVICE,
+    ALICE_PHONE,
+    ALICE_SESSION,
+    BOB,
+    BOB_DEVICE,
+    HOSTILE_AGENT,
+    HOSTILE_PATH,
+)
 from vault_audit import __version__, store
 from vault_audit.charts import ChartData, chart_svg, timeline_chart
 from vault_audit.cli import main
@@ -21,6 +31,7 @@ from vault_audit.errors import StoreError, UsageError
 from vault_audit.report import (
     Selection,
     collect_report,
+    human_duration,
     render_report,
     summary_text,
     write_report,
@@ -222,6 +233,14 @@ def test_a_store_without_verdicts_asks_for_a_check(tmp_path: Path) -> None:
         facts_of(path, Selection(user_id=ALICE))
 
 
+def test_verdicts_of_an_older_version_ask_for_a_new_check(world: Path) -> None:
+    with store.opened(world) as connection:
+        connection.execute("alter table device_sessions drop column superseded_at")
+
+    with pytest.raises(StoreError, match="made by an older vault-audit .*vault-audit check"):
+        facts_of(world, Selection(user_id=ALICE))
+
+
 def test_the_chart_svg_is_inert_and_escapes_log_values() -> None:
     data = ChartData(
         lanes=["device: <img src=x onerror=alert(1)>", "token 1234"],
@@ -309,3 +328,142 @@ def test_the_demo_simulates_checks_and_reports_in_well_under_a_minute(tmp_path: 
     assert "summary" in page.ids()
     assert any("xdg-open" in line or "open" in line for line in result.lines())
     assert any(line.startswith("or browse to:   file://") for line in result.lines())
+
+
+def test_a_token_without_a_verdict_is_named_by_the_record_of_its_supabase_session(
+    world: Path,
+) -> None:
+    facts = facts_of(world, Selection(user_id=BOB))
+
+    (group,) = facts.token_groups
+    assert group.row["verdict"] is None, "Bob's token uses got no verdict"
+    assert group.row["device_session_id"] == BOB_DEVICE
+    (row,) = [row for row in facts.timeline if row.source == "token"]
+    assert row.device == f"Bob desktop ({BOB_DEVICE})"
+    assert any(lane.startswith("token 44444444: Bob desktop") for lane in facts.chart.lanes)
+    assert not [lane for lane in facts.chart.lanes if "9a8b7c6d" in lane], "no session-id lane"
+
+
+def test_no_chart_lane_is_left_without_a_mark_inside_the_time_axis(world: Path) -> None:
+    facts = facts_of(world, Selection(user_id=ALICE))
+    chart = facts.chart
+    assert chart.start is not None and chart.end is not None
+    inside = {mark["lane"] for mark in chart.marks if chart.start <= mark["at"] <= chart.end}
+    inside |= {span["lane"] for span in chart.spans}
+
+    assert [lane for lane in chart.lanes if lane not in inside] == []
+    assert not [lane for lane in chart.lanes if "Phone" in lane], "registered at 09:05 only"
+    assert chart.events_outside >= 1
+    caption = " ".join(Page(render_report(facts)).all_text().split())
+    assert f"{chart.events_outside} events fall outside it" in caption
+    assert any(row.device_session_id == ALICE_PHONE for row in facts.timeline), "in the table"
+
+
+def test_a_long_lane_name_is_not_cut_by_the_chart() -> None:
+    lane = "token 0123abcd: Safari on macOS with a long label (eb8ac8ce…)"
+    data = ChartData(
+        lanes=[lane],
+        marks=[{"at": report_world.at("12:00:00"), "lane": lane, "category": "anomalous"}],
+        start=report_world.at("11:00:00"),
+        end=report_world.at("13:00:00"),
+    )
+
+    svg = chart_svg(timeline_chart(data))
+
+    texts = [element.text for element in ElementTree.fromstring(svg).iter() if element.text]
+    assert lane in texts
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (0, "0 s"),
+        (45, "45 s"),
+        (60, "1 minute (60 s)"),
+        (2530, "42 minutes 10 seconds (2530 s)"),
+        (3600, "1 hour (3600 s)"),
+        (5400, "1 hour 30 minutes (5400 s)"),
+        (604800, "7 days (604800 s)"),
+        (315_360_000, "3650 days (315360000 s)"),
+    ],
+)
+def test_a_duration_reads_in_words_with_its_seconds(seconds: int, words: str) -> None:
+    assert human_duration(seconds) == words
+
+
+def test_the_settings_and_a_closed_exposure_window_read_humanly(tmp_path: Path) -> None:
+    from tests.worldbuilder import World
+
+    world = World(tmp_path / "closed.duckdb")
+    world.register("ds-1", user_id="u-1", supabase_session_id="s-1", at="2024-05-01T11:00:00Z")
+    world.revoke("ds-1", user_id="u-1", supabase_session_id="s-1", at="2024-05-01T12:00:00Z")
+    token = world.token(sub="u-1", session_id="s-1", iat="2024-05-01T11:42:10Z")
+    world.use(token, at="2024-05-01T12:05:31Z")
+    world.check()
+    world.close()
+
+    facts = facts_of(world.path, Selection(user_id="u-1"))
+    text = " ".join(Page(render_report(facts)).all_text().split())
+
+    assert "ran 42 minutes 10 seconds (2530 s), from 2024-05-01 12:00:00" in summary_text(facts)
+    assert "42 minutes 10 seconds (2530 s) after the revocation" in text
+    assert "a lifetime of 1 hour (3600 s)" in text
+    assert "max token lifetime 1 hour (3600 s)" in text
+
+
+def test_the_rotation_list_says_plainly_what_to_rotate(alice_html: str) -> None:
+    text = " ".join(Page(alice_html).all_text().split())
+
+    assert "Secrets read or written by allowed token uses after a revocation: rotate these." in (
+        text
+    )
+    assert "Secrets that allowed token uses read or wrote" not in text
+
+
+def inlined_css(html: str) -> str:
+    style = re.search(r"<style>(.*?)</style>", html, re.DOTALL)
+    assert style is not None, "the report inlines its stylesheet"
+    return style.group(1)
+
+
+def print_rules(css: str) -> str:
+    """The body of the stylesheet's ``@media print`` block."""
+    opening = css.index("{", css.index("@media print"))
+    depth = 0
+    for position in range(opening, len(css)):
+        depth += {"{": 1, "}": -1}.get(css[position], 0)
+        if depth == 0:
+            return css[opening + 1 : position]
+    raise AssertionError("the @media print block is not closed")
+
+
+def css_rule(css: str, selector: str) -> str:
+    """The declarations of the rule whose selector list is exactly ``selector``."""
+    found = re.search(r"(?:^|[}\s])" + re.escape(selector) + r"\s*\{([^}]*)\}", css)
+    assert found is not None, f"no rule for {selector}"
+    return found.group(1)
+
+
+def length_in_rem(declarations: str, name: str) -> float:
+    """The ``name`` length of a rule's declarations, in rem (1rem = 16px)."""
+    found = re.search(rf"(?:^|[;\s]){name}:\s*([\d.]+)(rem|px)", declarations)
+    assert found is not None, f"no {name} in {declarations!r}"
+    return float(found.group(1)) / (16 if found.group(2) == "px" else 1)
+
+
+def test_the_printed_report_is_a4_landscape_with_every_token_use_shown(
+    alice_html: str,
+) -> None:
+    css = inlined_css(alice_html)
+    rules = print_rules(css)
+
+    assert re.search(r"size:\s*A4 landscape", css_rule(rules, "@page"))
+    assert "content-visibility: visible" in css_rule(rules, "details::details-content")
+    assert not re.search(r"table\.uses\s*\{[^}]*display:\s*none", rules), "uses are printed"
+    # A4 landscape less its 12 mm margins is about 64rem; the uses table's fixed
+    # columns and its indent must leave most of that to paths and explanations.
+    fixed = sum(
+        length_in_rem(css_rule(css, f"col.{name}"), "width") for name in ("u-time", "u-verdict")
+    )
+    indent = length_in_rem(css_rule(rules, "tr.uses-row > td"), "padding-left")
+    assert fixed + indent < 64 / 2

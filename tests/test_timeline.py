@@ -3,6 +3,7 @@ log value able to drive the terminal or inject rich markup."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,29 @@ def test_the_timeline_fits_in_100_columns(world: Path) -> None:
     assert max(len(line) for line in lines) <= 100
     assert "marked revoked" in text
     assert "anomalous" in text and "needs review" in text
+
+
+def test_no_line_of_the_timeline_ends_in_padding(world: Path) -> None:
+    plain = timeline_of(world, color=False)
+    coloured = timeline_of(world, color=True)
+
+    assert [line for line in plain.splitlines() if line != line.rstrip()] == []
+    padded = re.compile(r"[ \t]+(\x1b\[[0-9;]*m)*$")
+    assert [line for line in coloured.splitlines() if padded.search(line)] == []
+    assert "\x1b[" in coloured, "the colours stay"
+    assert "\\x1b[2J" in timeline_of(world, color=True, width=300), "escapes stay visible"
+
+
+def test_the_timeline_command_prints_no_padding_at_100_columns(
+    world: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    result = CliRunner().invoke(main, ["timeline", "--db", str(world), "--user", ALICE])
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) > 20
+    assert [line for line in lines if line != line.rstrip()] == []
 
 
 def test_the_timeline_has_colours_only_when_asked(world: Path) -> None:

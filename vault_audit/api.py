@@ -47,7 +47,7 @@ import polars as pl
 from vault_audit import report, store
 from vault_audit.charts import timeline_chart
 from vault_audit.correlate import CheckResult, load_exposure, run_check
-from vault_audit.errors import StoreBusyError, StoreError, UsageError
+from vault_audit.errors import StoreBusyError, UsageError
 from vault_audit.ingest import IngestResult, ingest_files
 from vault_audit.resources import read_query
 from vault_audit.settings import Settings
@@ -57,7 +57,6 @@ __all__ = ["AuditStore", "open"]
 log = logging.getLogger(__name__)
 
 VERDICTS = ("anomalous", "needs_review", "expected_by_design")
-_DERIVED_TABLES = ("device_sessions", "classified_uses", "findings", "revocation_exposure")
 _SAME_PROCESS = "different configuration"
 _PARAMETER = re.compile(r"\$(\w+)")
 
@@ -557,15 +556,10 @@ def _check_verdict(verdict: str | None) -> None:
 
 
 def _require_verdicts(connection: duckdb.DuckDBPyConnection) -> None:
-    tables = {
-        row[0] for row in connection.execute("select table_name from duckdb_tables()").fetchall()
-    }
-    missing = [table for table in _DERIVED_TABLES if table not in tables]
-    if missing:
-        raise StoreError(
-            f"the store holds no verdicts yet ({missing[0]} is missing); run `vault-audit "
-            "check`, or check() on a handle opened with read_only=False"
-        )
+    store.require_verdicts(
+        connection,
+        how="run `vault-audit check`, or check() on a handle opened with read_only=False",
+    )
 
 
 def _selection(

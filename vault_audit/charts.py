@@ -34,6 +34,9 @@ VERDICT_CATEGORY = {
 }
 
 _LANE_HEIGHT = 26
+# Lane names are kept short by whoever builds the rows (the report: a label and an id
+# prefix); the axis shows them whole up to this width instead of cutting them again.
+LANE_LABEL_LIMIT = 480
 _FONT = "DejaVu Sans, Verdana, Geneva, sans-serif"
 _WIDTH = 900
 # url() that points anywhere but into the same document.
@@ -58,6 +61,8 @@ class ChartData:
     - ``revocations``: ``{at, label}``, drawn as dashed rules across all lanes.
     - ``exposures``: ``{start, end, label, open_ended}``, shaded exposure windows;
       an open-ended one is drawn to ``end``, the end of the chart.
+    - ``events_outside``: how many events fall outside ``start`` to ``end`` and so
+      have no mark (the caption says so).
     """
 
     lanes: list[str] = field(default_factory=list)
@@ -67,6 +72,7 @@ class ChartData:
     exposures: list[dict[str, Any]] = field(default_factory=list)
     start: datetime | None = None
     end: datetime | None = None
+    events_outside: int = 0
 
 
 def timeline_chart(data: ChartData) -> alt.LayerChart:
@@ -74,7 +80,7 @@ def timeline_chart(data: ChartData) -> alt.LayerChart:
     lanes = data.lanes or ["(nothing in scope)"]
     x_scale = alt.Scale(type="utc", domain=_domain(data))
     x_axis = alt.Axis(title="time (UTC)", format=_time_format(data), labelOverlap=True, grid=True)
-    y_axis = alt.Axis(title=None, labelLimit=260)
+    y_axis = alt.Axis(title=None, labelLimit=LANE_LABEL_LIMIT)
     y = alt.Y("lane:N", sort=lanes, scale=alt.Scale(domain=lanes), axis=y_axis)
     colours = alt.Scale(domain=list(CATEGORY_COLOURS), range=list(CATEGORY_COLOURS.values()))
 

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 # read once and so is folded into the query that reads it.
 _STEPS: tuple[tuple[str, str, str], ...] = (
     ("check_window", "uses/check_window.sql", "temp"),
-    ("device_sessions", "device_sessions/merge.sql", "table"),
+    ("device_records", "device_sessions/merge.sql", "temp"),
+    ("device_sessions", "device_sessions/spans.sql", "table"),
     ("watched_users", "authorization/watched_users.sql", "temp"),
     ("supabase_session_ends", "supabase_sessions/end_evidence.sql", "temp"),
     ("token_facts", "tokens/facts.sql", "temp"),
@@ -205,10 +206,17 @@ def device_session_inventory(connection: duckdb.DuckDBPyConnection, user_id: str
     Refreshes ``device_sessions`` from the raw tables first, so the connection must be
     writable.
     """
-    sql = read_query("device_sessions/merge.sql")
     with transaction(connection):
-        connection.execute(f"create or replace table device_sessions as {sql}")
+        refresh_device_sessions(connection)
     return _frame(connection, "device_sessions/inventory.sql", {"user_id": user_id})
+
+
+def refresh_device_sessions(connection: duckdb.DuckDBPyConnection) -> None:
+    """Rebuild ``device_sessions``, the merged records with their spans, from the raw
+    tables; inside the caller's transaction."""
+    merge, spans = read_query("device_sessions/merge.sql"), read_query("device_sessions/spans.sql")
+    connection.execute(f"create or replace temp table device_records as {merge}")
+    connection.execute(f"create or replace table device_sessions as {spans}")
 
 
 def _frame(

@@ -25,11 +25,12 @@ from typing import Any
 
 import duckdb
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from vault_audit import __version__, store
 from vault_audit.charts import VERDICT_CATEGORY, ChartData, chart_svg, timeline_chart
-from vault_audit.errors import StoreError, UsageError
+from vault_audit.errors import UsageError
+from vault_audit.escaping import clean_text
 from vault_audit.resources import read_query, resource_dir
 from vault_audit.settings import Settings
 
@@ -42,23 +43,37 @@ MAX_DETAIL_USES = 2_000
 MAX_CHART_TOKENS = 40
 MAX_CHART_DEVICES = 20
 CHART_BUCKETS = 60
+# A chart lane names a device by its label cut to this many characters and the first
+# characters of its id, so the axis shows every lane name whole.
+LANE_LABEL_CHARS = 28
+LANE_ID_CHARS = 8
 
-DERIVED_TABLES = ("device_sessions", "classified_uses", "findings", "revocation_exposure")
 VERDICT_ORDER = ("anomalous", "needs_review", "expected_by_design")
+
 
 # Control characters, and the bidirectional overrides that make text read other than
 # it is stored: shown as escapes so no log value can drive a terminal or hide itself.
-_UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+def short_id(identifier: str) -> str:
+    """The first characters of a long id, marked as cut (``eb8ac8ce…``)."""
+    if len(identifier) <= LANE_ID_CHARS + 4:
+        return identifier
+    return identifier[:LANE_ID_CHARS] + "…"
 
 
-def clean_text(value: str) -> str:
-    """``value`` with every control character shown as a visible escape (``\\x1b``)."""
-    return _UNSAFE_CHARACTERS.sub(_visible_escape, value)
-
-
-def _visible_escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+def human_duration(seconds: float) -> str:
+    """``7 days (604800 s)``: the two largest units in words, then the exact seconds;
+    under a minute only the seconds (``45 s``)."""
+    total = int(seconds)
+    if abs(total) < 60:
+        return f"{total} s"
+    parts = []
+    rest = abs(total)
+    for name, size in (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count} {name}" + ("" if count == 1 else "s"))
+    words = " ".join(parts[:2])
+    return f"{'minus ' if total < 0 else ''}{words} ({total} s)"
 
 
 def parse_time(text: str, option: str) -> datetime:
@@ -195,6 +210,7 @@ class TimelineRow:
     what: str
     token: TokenGroup | None = None
     last_at: datetime | None = None
+    device_session_id: str | None = None
 
 
 @dataclass
@@ -211,6 +227,7 @@ class ReportFacts:
     first_use: datetime | None = None
     last_use: datetime | None = None
     device_records: list[dict[str, Any]] = field(default_factory=list)
+    device_labels: dict[str, str] = field(default_factory=dict)
     revocations: list[dict[str, Any]] = field(default_factory=list)
     exposures: list[dict[str, Any]] = field(default_factory=list)
     verdict_counts: list[dict[str, Any]] = field(default_factory=list)
@@ -226,13 +243,21 @@ class ReportFacts:
     chart: ChartData = field(default_factory=ChartData)
 
     def label_of(self, device_session_id: str | None) -> str | None:
-        """``"Work laptop" (ds_1)`` for a record of the report, else its id."""
+        """``Work laptop (ds_1)`` for a labelled record of the report, else its id."""
         if device_session_id is None:
             return None
-        for record in self.device_records:
-            if record["device_session_id"] == device_session_id and record["label"]:
-                return f"{record['label']} ({device_session_id})"
-        return device_session_id
+        label = self.device_labels.get(device_session_id)
+        return f"{label} ({device_session_id})" if label else device_session_id
+
+    def short_label_of(self, device_session_id: str) -> str:
+        """``Work laptop (eb8ac8ce…)``: the label cut short and the id's first
+        characters, for a chart lane; the tables show ``label_of``."""
+        label = self.device_labels.get(device_session_id)
+        if not label:
+            return short_id(device_session_id)
+        if len(label) > LANE_LABEL_CHARS:
+            label = label[: LANE_LABEL_CHARS - 1] + "…"
+        return f"{label} ({short_id(device_session_id)})"
 
 
 @dataclass(frozen=True)
@@ -306,6 +331,10 @@ def collect_report(
     facts.first_use, facts.last_use = totals["first_use"], totals["last_use"]
 
     facts.device_records = _rows(connection, "report/device_sessions.sql", scope.parameters())
+    labelled = [*_rows(connection, "report/device_labels.sql", {}), *facts.device_records]
+    facts.device_labels = {
+        record["device_session_id"]: record["label"] for record in labelled if record["label"]
+    }
     facts.revocations = [record for record in facts.device_records if record["revoked_at"]]
     facts.exposures = _rows(connection, "report/exposure_windows.sql", scope.parameters())
     facts.verdict_counts = _rows(connection, "report/verdict_counts.sql", {})
@@ -386,7 +415,15 @@ def report_environment() -> jinja2.Environment:
     environment.filters["number"] = lambda value: f"{int(value or 0):,}"
     environment.filters["verdict_words"] = verdict_words
     environment.filters["short_hash"] = lambda value: (value or "")[:12]
+    environment.filters["duration"] = human_duration
+    environment.filters["breakable"] = breakable
     return environment
+
+
+def breakable(value: str | None) -> Markup:
+    """``value`` escaped, with a line-break opportunity after each underscore, so a
+    reason such as ``token_minted_after_logout_scope_unknown`` wraps at its words."""
+    return Markup("_<wbr>").join(escape(part) for part in (value or "").split("_"))
 
 
 def render_report(facts: ReportFacts) -> str:
@@ -424,15 +461,7 @@ def most_anomalous_user(connection: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def _require_verdicts(connection: duckdb.DuckDBPyConnection) -> None:
-    tables = {
-        row[0] for row in connection.execute("select table_name from duckdb_tables()").fetchall()
-    }
-    missing = [table for table in DERIVED_TABLES if table not in tables]
-    if missing:
-        raise StoreError(
-            f"the store holds no verdicts yet ({missing[0]} is missing); "
-            "run `vault-audit check` first"
-        )
+    store.require_verdicts(connection, how="run `vault-audit check` first")
 
 
 def _user_seen(connection: duckdb.DuckDBPyConnection, user_id: str | None) -> bool:
@@ -575,6 +604,7 @@ def _device_event_row(event: dict[str, Any], facts: ReportFacts) -> TimelineRow:
         user_agent=event["user_agent"],
         verdict=None,
         what=what,
+        device_session_id=event["device_session_id"],
     )
 
 
@@ -605,6 +635,7 @@ def _snapshot_only_rows(
                     user_agent=record["user_agent"],
                     verdict=None,
                     what=f"Vault's device-session record {label} {words} (seen in a snapshot)",
+                    device_session_id=record["device_session_id"],
                 )
             )
     return rows
@@ -692,6 +723,7 @@ def _token_row(group: TokenGroup, facts: ReportFacts) -> TimelineRow:
         verdict=row["verdict"],
         what=what,
         token=group,
+        device_session_id=row["device_session_id"],
     )
 
 
@@ -701,7 +733,9 @@ def _token_row(group: TokenGroup, facts: ReportFacts) -> TimelineRow:
 def _chart_data(connection: duckdb.DuckDBPyConnection, facts: ReportFacts) -> ChartData:
     data = ChartData()
     # The axis spans the token uses and the revocations; a registration days earlier
-    # would squeeze them into a corner. Events outside are clipped (the table has them).
+    # would squeeze them into a corner. Events outside it are in the table, and a lane
+    # with nothing inside the axis is left out rather than drawn empty: an investigator
+    # reads an empty lane as "nothing happened on this device", which is not so.
     times = [time for time in (facts.first_use, facts.last_use) if time is not None]
     times += [record["revoked_at"] for record in facts.revocations]
     if not times:
@@ -713,24 +747,34 @@ def _chart_data(connection: duckdb.DuckDBPyConnection, facts: ReportFacts) -> Ch
         margin = max((high - low) / 40, timedelta(minutes=1))
         data.start, data.end = low - margin, high + margin
 
+    def inside(when: datetime) -> bool:
+        if data.start is None or data.end is None:
+            return True
+        return data.start <= when <= data.end
+
+    events = [row for row in facts.timeline if row.source != "token"]
+    data.events_outside = sum(1 for row in events if not inside(row.at))
+    shown = [row for row in events if inside(row.at)]
+
     device_lanes: dict[str, str] = {}
-    for row in facts.timeline:
-        if row.source != "device session" or row.device is None:
+    for row in shown:
+        if row.source != "device session" or row.device_session_id is None:
             continue
-        lane = device_lanes.get(row.device)
+        lane = device_lanes.get(row.device_session_id)
         if lane is None and len(device_lanes) < MAX_CHART_DEVICES:
-            lane = device_lanes[row.device] = _lane_name("device", row.device)
+            name = f"device: {facts.short_label_of(row.device_session_id)}"
+            lane = device_lanes[row.device_session_id] = _unique_lane(name, data.lanes)
+            data.lanes.append(lane)
         if lane:
             category = "device-session event"
             data.marks.append({"at": row.at, "lane": lane, "category": category, "uses": 1})
-    data.lanes.extend(device_lanes.values())
 
     for source, lane, category in (
         ("identity provider", "identity provider", "identity-provider entry"),
         ("secret access", "Vault: secret access", "Vault event"),
         ("authorization", "Vault: members and grants", "Vault event"),
     ):
-        marks = [row for row in facts.timeline if row.source == source]
+        marks = [row for row in shown if row.source == source]
         if marks:
             data.lanes.append(lane)
             data.marks.extend(
@@ -747,9 +791,10 @@ def _chart_data(connection: duckdb.DuckDBPyConnection, facts: ReportFacts) -> Ch
     )
 
     for record in facts.revocations:
-        data.revocations.append(
-            {"at": record["revoked_at"], "label": f"revoked: {record['label'] or 'record'}"}
-        )
+        label = record["label"] or short_id(record["device_session_id"])
+        if len(label) > LANE_LABEL_CHARS:
+            label = label[: LANE_LABEL_CHARS - 1] + "…"
+        data.revocations.append({"at": record["revoked_at"], "label": f"revoked: {label}"})
     for window in facts.exposures:
         end = window["window_end"]
         if window["open_ended"] or end is None:
@@ -772,8 +817,7 @@ def _chart_tokens(
     lanes = {}
     for group in groups:
         row = group.row
-        device = facts.label_of(row["device_session_id"]) or row["supabase_session_id"] or ""
-        lane = _lane_name(f"token {row['token_sha256'][:8]}", device)
+        lane = _unique_lane(_token_lane(row, facts), data.lanes)
         lanes[row["token_sha256"]] = lane
         data.lanes.append(lane)
         data.spans.append({"lane": lane, "start": row["first_at"], "end": row["last_at"]})
@@ -797,9 +841,25 @@ def _chart_tokens(
         )
 
 
-def _lane_name(kind: str, detail: str) -> str:
-    text = f"{kind}: {detail}" if detail else kind
-    return text if len(text) <= 48 else text[:47] + "…"
+def _token_lane(row: dict[str, Any], facts: ReportFacts) -> str:
+    """``token fe887408: Work laptop (eb8ac8ce…)``, or the Supabase session where no
+    device-session record is known."""
+    name = f"token {row['token_sha256'][:LANE_ID_CHARS]}"
+    if row["device_session_id"]:
+        return f"{name}: {facts.short_label_of(row['device_session_id'])}"
+    if row["supabase_session_id"]:
+        return f"{name}: Supabase session {short_id(row['supabase_session_id'])}"
+    return name
+
+
+def _unique_lane(name: str, taken: list[str]) -> str:
+    """``name``, numbered where another lane already reads the same: Vega merges
+    lanes of equal name."""
+    lane, number = name, 1
+    while lane in taken:
+        number += 1
+        lane = f"{name} #{number}"
+    return lane
 
 
 # Summary sentences
@@ -942,9 +1002,11 @@ def _exposure_sentences(facts: ReportFacts) -> list[str]:
                 f"at {format_time(window['revoked_at'])} UTC ({uses} in the window)."
             )
         elif window["window_end"] is not None:
+            length = human_duration((window["window_end"] - window["revoked_at"]).total_seconds())
             sentences.append(
-                f"The exposure window of {name} ran from {format_time(window['revoked_at'])} "
-                f"to {format_time(window['window_end'])} UTC ({uses} in it)."
+                f"The exposure window of {name} ran {length}, from "
+                f"{format_time(window['revoked_at'])} to {format_time(window['window_end'])} "
+                f"UTC ({uses} in it)."
             )
     return sentences
 
@@ -995,8 +1057,8 @@ def _settings_rows(settings: Settings) -> list[tuple[str, str]]:
     """The settings that shaped the verdicts; secrets are never settings, only names."""
     return [
         ("store", clean_text(str(settings.db))),
-        ("leeway", f"{settings.leeway} s"),
-        ("max token lifetime", f"{settings.max_token_lifetime} s"),
+        ("leeway", human_duration(settings.leeway)),
+        ("max token lifetime", human_duration(settings.max_token_lifetime)),
         ("audience", clean_text(settings.audience or "(any)")),
         ("issuer", clean_text(settings.issuer or "(any)")),
         ("JWKS file", clean_text(settings.jwks or "(none)")),

@@ -110,6 +110,36 @@ def next_id(connection: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(scalar(connection, f"select coalesce(max(id), 0) + 1 from {table}"))
 
 
+# The tables a check derives, and a column each must have: a store checked by an older
+# version lacks the newer columns until the next check rebuilds them.
+DERIVED_TABLES = {
+    "device_sessions": "superseded_at",
+    "classified_uses": "explanation",
+    "findings": "finding_id",
+    "revocation_exposure": "window_end",
+}
+
+
+def require_verdicts(connection: duckdb.DuckDBPyConnection, *, how: str) -> None:
+    """Refuse a store whose verdicts are missing or were made by an older version;
+    ``how`` says how to run a check (``run `vault-audit check` first``)."""
+    columns = {
+        (row[0], row[1])
+        for row in connection.execute(
+            "select table_name, column_name from duckdb_columns()"
+        ).fetchall()
+    }
+    tables = {table for table, _ in columns}
+    for table, column in DERIVED_TABLES.items():
+        if table not in tables:
+            raise StoreError(f"the store holds no verdicts yet ({table} is missing); {how}")
+        if (table, column) not in columns:
+            raise StoreError(
+                f"the store's verdicts were made by an older vault-audit ({table} has no "
+                f"{column}); {how}"
+            )
+
+
 def _connect_waiting(path: Path, read_only: bool, busy_timeout: float) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + max(busy_timeout, 0.0)
     delay = 0.05

@@ -1,13 +1,14 @@
 """The merged timeline in a terminal: the report's facts as rich text.
 
 Every value from the logs is attacker controlled. It reaches the terminal only as
-plain ``rich.text.Text`` (never parsed as markup), after ``report.clean_text`` turned
+plain ``rich.text.Text`` (never parsed as markup), after ``escaping.clean_text`` turned
 escape sequences and other control characters into visible escapes.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from datetime import datetime
 
 from rich import box
@@ -15,10 +16,10 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from vault_audit.escaping import clean_text
 from vault_audit.report import (
     ReportFacts,
     TimelineRow,
-    clean_text,
     format_time,
     summary_text,
     verdict_words,
@@ -36,6 +37,12 @@ SOURCE_STYLES = {
     "authorization": "cyan",
     "token": "bold",
 }
+
+# The end of a line: padding, and the colour codes rich puts around it. Log values
+# never reach this point with an escape character of their own (``clean_text``), so
+# the only codes matched are rich's, and they are kept.
+_LINE_END = re.compile(r"(?:[ \t]|\x1b\[[0-9;]*m)+$", re.MULTILINE)
+_PADDING = re.compile(r"[ \t]+")
 
 
 def render_timeline(facts: ReportFacts, *, width: int = 100, color: bool = False) -> str:
@@ -55,7 +62,7 @@ def render_timeline(facts: ReportFacts, *, width: int = 100, color: bool = False
     )
     for renderable in timeline_renderables(facts):
         console.print(renderable)
-    return buffer.getvalue()
+    return _LINE_END.sub(lambda end: _PADDING.sub("", end.group()), buffer.getvalue())
 
 
 def timeline_renderables(facts: ReportFacts) -> list[RenderableType]:

@@ -3,13 +3,7 @@
 -- most recently), and when it was last seen: the later of a snapshot's last_seen_at
 -- and the last token use of its Supabase session while it was the latest record there.
 with records as (
-    select
-        device_sessions.*,
-        coalesce(registered_at, revoked_at) as registered_from,
-        lead(coalesce(registered_at, revoked_at)) over (
-            partition by supabase_session_id
-            order by coalesce(registered_at, revoked_at), device_session_id
-        ) as superseded_at
+    select *
     from device_sessions
     where supabase_session_id in (
         select supabase_session_id from device_sessions where user_id = $user_id

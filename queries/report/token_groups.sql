@@ -1,6 +1,7 @@
 -- The report's token uses, one row per token: when it was used, how often, from
 -- where, and its verdicts. The most severe tokens come first so a capped list keeps
--- them; `tokens_total` and `uses_total` count every token and use before the cap.
+-- them; `tokens_total` and `uses_total` count every token and use before the cap. A
+-- token's device-session record is that of its most severe use, like its verdict.
 select
     token_sha256,
     any_value(sub) as sub,
@@ -20,7 +21,8 @@ select
     min(ip) as ip,
     count(distinct user_agent) as user_agents,
     mode(user_agent) as user_agent,
-    max(device_session_id) as device_session_id,
+    arg_min(device_session_id, (verdict_rank, used_at, request_id))
+        filter (where device_session_id is not null) as device_session_id,
     arg_min(verdict, verdict_rank) as verdict,
     arg_min(reason, verdict_rank) as reason,
     arg_min(explanation, verdict_rank) as explanation,

@@ -6,34 +6,17 @@
 -- never seen counts as registered before its revocation: it is placed at revoked_at,
 -- the latest time its registration is known to precede.
 --
--- Each record is the latest of its Supabase session from its registration until the
--- next registration there (records ordered by registration, then id, so of two records
--- registered at the same instant the second is the latest). A use therefore joins at
+-- Each record is the latest of its Supabase session within its span
+-- (device_sessions/merge.sql: registered_from until superseded_at), so a use joins at
 -- most one record: the one whose span holds U.at. Only revoked records can put a use
 -- in scope, so only their spans are joined. Use times are limited to [$since, $until)
 -- when those are given.
-with records as (
-    select
-        device_session_id,
-        supabase_session_id,
-        coalesce(registered_at, revoked_at) as registered_from,
-        revoked_at
+with revoked_spans as (
+    select device_session_id, supabase_session_id, registered_from, superseded_at, revoked_at
     from device_sessions
     where supabase_session_id is not null
-      and coalesce(registered_at, revoked_at) is not null
-),
-
-spans as (
-    select
-        records.*,
-        lead(registered_from) over (
-            partition by supabase_session_id order by registered_from, device_session_id
-        ) as superseded_at
-    from records
-),
-
-revoked_spans as (
-    select * from spans where revoked_at is not null
+      and registered_from is not null
+      and revoked_at is not null
 )
 
 select
