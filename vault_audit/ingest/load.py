@@ -176,7 +176,7 @@ def _stage_batch(
     if kind is not ACCESS_LOG:
         return parsed
 
-    rows, token_map = fingerprint_tokens(parsed)
+    rows, token_map = fingerprint_tokens(parsed, verifier.fingerprints)
     verifier.collect(connection, token_map)
     insert = read_query("ingest/stage_access_log_insert.sql")
     return _select_on_batch(connection, insert, va_parsed=rows, va_token_map=token_map)

@@ -2,8 +2,9 @@
 
 The compact tokens never enter a DuckDB table or operator that could spill to disk:
 Arrow finds the distinct ones and where each row's token stands among them, and
-Python hashes each distinct token once. One token serves an hour of requests, so
-that is a few thousand hashes per batch, not one per request.
+Python hashes each distinct token once per source, remembering it for the source's
+later batches. One token serves an hour of requests, so that is a few thousand hashes
+per batch, not one per request.
 """
 
 from __future__ import annotations
@@ -18,21 +19,40 @@ import pyarrow.compute as pc
 _JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
-def fingerprint_tokens(parsed: pa.Table) -> tuple[pa.Table, pa.Table]:
+# A token's fingerprint and the two parts the decoder needs: (token_sha256, jws_shape,
+# header_segment, payload_segment); the parts are None for a string that is no JWS.
+Fingerprint = tuple[str, bool, str | None, str | None]
+
+# Known limitation: a source with more distinct tokens than this hashes those past it
+# again in each later batch they recur in, because remembering every token of a log of
+# tens of millions would cost about 1 KB of memory each.
+_REMEMBERED_TOKENS = 500_000
+
+
+def fingerprint_tokens(
+    parsed: pa.Table, known: dict[str, Fingerprint] | None = None
+) -> tuple[pa.Table, pa.Table]:
     """Split a parsed batch into its rows without the ``tok`` column (each with the
     token's ``jwt_sha256`` and ``jws_shape``) and a table of its distinct tokens:
-    ``tok``, ``token_sha256``, ``jws_shape``, ``header_segment``, ``payload_segment``."""
+    ``tok``, ``token_sha256``, ``jws_shape``, ``header_segment``, ``payload_segment``.
+
+    ``known`` remembers the fingerprints of one source's earlier batches, so a token
+    that recurs is hashed once per source, not once per batch.
+    """
+    known = {} if known is None else known
     tokens = parsed.column("tok")
     distinct = pc.drop_null(pc.unique(tokens))
 
-    shas, shapes, headers, payloads = [], [], [], []
+    fingerprints = []
     for token in distinct.to_pylist():
-        shas.append(hashlib.sha256(token.encode("utf-8")).hexdigest())
-        shaped = _JWS.fullmatch(token) is not None
-        shapes.append(shaped)
-        parts = token.split(".")
-        headers.append(parts[0] if shaped else None)
-        payloads.append(parts[1] if shaped else None)
+        fingerprint = known.get(token)
+        if fingerprint is None:
+            fingerprint = _fingerprint(token)
+            if len(known) >= _REMEMBERED_TOKENS:
+                known.clear()
+            known[token] = fingerprint
+        fingerprints.append(fingerprint)
+    shas, shapes, headers, payloads = zip(*fingerprints, strict=True) if fingerprints else ((),) * 4
 
     token_map = pa.table(
         {
@@ -48,3 +68,11 @@ def fingerprint_tokens(parsed: pa.Table) -> tuple[pa.Table, pa.Table]:
     rows = rows.append_column("jwt_sha256", pc.take(token_map.column("token_sha256"), positions))
     rows = rows.append_column("jws_shape", pc.take(token_map.column("jws_shape"), positions))
     return rows, token_map
+
+
+def _fingerprint(token: str) -> Fingerprint:
+    sha = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    if _JWS.fullmatch(token) is None:
+        return sha, False, None, None
+    header, payload, _ = token.split(".", 2)
+    return sha, True, header, payload

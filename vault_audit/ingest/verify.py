@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from vault_audit.backend.tokens import VerificationKeys, signature_status
+from vault_audit.ingest.tokens import Fingerprint
 from vault_audit.resources import read_query
 from vault_audit.settings import Settings
 
@@ -38,6 +39,8 @@ class TokenVerifier:
         self.keys = keys if keys is not None and not keys.is_empty else None
         self.verified = 0
         self._raw: dict[str, str] = {}
+        # Tokens fingerprinted in this source's earlier batches (ingest/tokens.py).
+        self.fingerprints: dict[str, Fingerprint] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
@@ -51,6 +54,7 @@ class TokenVerifier:
     def begin(self, connection: duckdb.DuckDBPyConnection) -> None:
         """Start a source: an empty `token_checks` table and no raw tokens."""
         self._raw = {}
+        self.fingerprints = {}
         connection.execute(
             """
             create or replace temp table token_checks (
@@ -82,6 +86,7 @@ class TokenVerifier:
         """Insert the source's new tokens into `tokens` and settle their signatures."""
         statuses = self._statuses(connection)
         self._raw = {}
+        self.fingerprints = {}
 
         connection.register("va_statuses", statuses)
         try:
