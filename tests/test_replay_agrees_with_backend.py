@@ -132,20 +132,28 @@ def test_the_sql_replay_and_the_backend_prove_the_same_denials(tmp_path: Path, s
     assert {request for request, proven in expected.items() if proven} == flagged
 
 
-def test_a_viewer_with_a_write_grant_still_may_not_write(tmp_path: Path) -> None:
+def _restricted_secret(tmp_path: Path, role: str) -> World:
+    """A world where u-1 holds ``role`` in ws-1 and sec-1 there is restricted."""
     world = World(tmp_path / "store.duckdb")
-    world.event("workspace.member.add", at=START, workspace_id="ws-1", user_id="u-1", role="viewer")
+    world.event("workspace.member.add", at=START, workspace_id="ws-1", user_id="u-1", role=role)
     world.event(
         "secret.create", at=START, workspace_id="ws-1", secret_id="sec-1", visibility="restricted"
     )
+    return world
+
+
+def _grant(world: World, event_type: str, minute: int, permission: str | None) -> None:
+    """A grant.create or grant.revoke of u-1 on sec-1, ``minute`` minutes after START."""
+    at = START + dt.timedelta(minutes=minute)
     world.event(
-        "grant.create",
-        at=START,
-        workspace_id="ws-1",
-        user_id="u-1",
-        secret_id="sec-1",
-        permission="write",
-    )
+        event_type, at=at, workspace_id="ws-1", user_id="u-1", secret_id="sec-1",
+        permission=permission,
+    )  # fmt: skip
+
+
+def test_a_viewer_with_a_write_grant_still_may_not_write(tmp_path: Path) -> None:
+    world = _restricted_secret(tmp_path, "viewer")
+    _grant(world, "grant.create", 0, "write")
     token = world.token(sub="u-1", session_id=None, iat=START)
     request = world.use(token, at=START + dt.timedelta(minutes=5), method="PUT")
 
@@ -156,28 +164,10 @@ def test_a_viewer_with_a_write_grant_still_may_not_write(tmp_path: Path) -> None
 def test_a_read_grant_left_after_a_revoked_write_grant_does_not_permit_a_write(
     tmp_path: Path,
 ) -> None:
-    world = World(tmp_path / "store.duckdb")
-    world.event("workspace.member.add", at=START, workspace_id="ws-1", user_id="u-1", role="member")
-    world.event(
-        "secret.create", at=START, workspace_id="ws-1", secret_id="sec-1", visibility="restricted"
-    )
-    for permission in ("read", "write"):
-        world.event(
-            "grant.create",
-            at=START,
-            workspace_id="ws-1",
-            user_id="u-1",
-            secret_id="sec-1",
-            permission=permission,
-        )
-    world.event(
-        "grant.revoke",
-        at=START + dt.timedelta(minutes=1),
-        workspace_id="ws-1",
-        user_id="u-1",
-        secret_id="sec-1",
-        permission="write",
-    )
+    world = _restricted_secret(tmp_path, "member")
+    _grant(world, "grant.create", 0, "read")
+    _grant(world, "grant.create", 0, "write")
+    _grant(world, "grant.revoke", 1, "write")
     token = world.token(sub="u-1", session_id=None, iat=START)
     read = world.use(token, at=START + dt.timedelta(minutes=5), method="GET")
     write = world.use(token, at=START + dt.timedelta(minutes=6), method="PUT")
@@ -188,26 +178,9 @@ def test_a_read_grant_left_after_a_revoked_write_grant_does_not_permit_a_write(
 
 
 def test_a_revoke_naming_no_permission_ends_every_grant(tmp_path: Path) -> None:
-    world = World(tmp_path / "store.duckdb")
-    world.event("workspace.member.add", at=START, workspace_id="ws-1", user_id="u-1", role="member")
-    world.event(
-        "secret.create", at=START, workspace_id="ws-1", secret_id="sec-1", visibility="restricted"
-    )
-    world.event(
-        "grant.create",
-        at=START,
-        workspace_id="ws-1",
-        user_id="u-1",
-        secret_id="sec-1",
-        permission="read",
-    )
-    world.event(
-        "grant.revoke",
-        at=START + dt.timedelta(minutes=1),
-        workspace_id="ws-1",
-        user_id="u-1",
-        secret_id="sec-1",
-    )
+    world = _restricted_secret(tmp_path, "member")
+    _grant(world, "grant.create", 0, "read")
+    _grant(world, "grant.revoke", 1, None)
     token = world.token(sub="u-1", session_id=None, iat=START)
     read = world.use(token, at=START + dt.timedelta(minutes=5), method="GET")
 

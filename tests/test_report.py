@@ -24,6 +24,7 @@ from tests.report_world import (
     HOSTILE_AGENT,
     HOSTILE_PATH,
 )
+from tests.worldbuilder import World
 from vault_audit import __version__, store
 from vault_audit.charts import ChartData, chart_svg, timeline_chart
 from vault_audit.cli import main
@@ -290,16 +291,20 @@ def test_a_report_over_100000_uses_renders_in_seconds_and_stays_small(
     assert "anomalous" in text, "the capped table keeps the most severe token rows"
 
 
-def test_a_report_reads_the_tables_the_check_materializes(tmp_path: Path) -> None:
-    from tests.worldbuilder import World
-
-    world = World(tmp_path / "checked.duckdb")
+def _one_revocation_world(path: Path) -> World:
+    """A checked store: one record revoked at 12:00:00, one residual use at 12:05:31."""
+    world = World(path)
     world.register("ds-1", user_id="u-1", supabase_session_id="s-1", at="2024-05-01T11:00:00Z")
     world.revoke("ds-1", user_id="u-1", supabase_session_id="s-1", at="2024-05-01T12:00:00Z")
     token = world.token(sub="u-1", session_id="s-1", iat="2024-05-01T11:42:10Z")
     world.use(token, at="2024-05-01T12:05:31Z")
     world.check()
     world.close()
+    return world
+
+
+def test_a_report_reads_the_tables_the_check_materializes(tmp_path: Path) -> None:
+    world = _one_revocation_world(tmp_path / "checked.duckdb")
 
     facts = facts_of(world.path, Selection(user_id="u-1"))
     html = render_report(facts)
@@ -392,15 +397,7 @@ def test_a_duration_reads_in_words_with_its_seconds(seconds: int, words: str) ->
 
 
 def test_the_settings_and_a_closed_exposure_window_read_humanly(tmp_path: Path) -> None:
-    from tests.worldbuilder import World
-
-    world = World(tmp_path / "closed.duckdb")
-    world.register("ds-1", user_id="u-1", supabase_session_id="s-1", at="2024-05-01T11:00:00Z")
-    world.revoke("ds-1", user_id="u-1", supabase_session_id="s-1", at="2024-05-01T12:00:00Z")
-    token = world.token(sub="u-1", session_id="s-1", iat="2024-05-01T11:42:10Z")
-    world.use(token, at="2024-05-01T12:05:31Z")
-    world.check()
-    world.close()
+    world = _one_revocation_world(tmp_path / "closed.duckdb")
 
     facts = facts_of(world.path, Selection(user_id="u-1"))
     text = " ".join(Page(render_report(facts)).all_text().split())
