@@ -69,7 +69,7 @@ def load_source(
     started = time.perf_counter()
     name = source_name or str(source.path)
     create_macros(connection)
-    parse = _stage_sql(source, kind)
+    parse, normalize = _stage_sql(source, kind), read_query(kind.query)
     params = {"snapshot_at": snapshot_at} if kind.snapshot else {}
     accepted = duplicates = quarantined = 0
 
@@ -82,7 +82,7 @@ def load_source(
 
         for batch in _batches_or_empty(source, progress):
             stage = _stage_batch(connection, kind, parse, batch, verifier)
-            normalized = _select_on_batch(connection, read_query(kind.query), params, stage=stage)
+            normalized = _select_on_batch(connection, normalize, params, stage=stage)
             quarantined += _quarantine_batch(connection, kind, run_id, name, stage, normalized)
             landed, repeated = _land_batch(connection, kind, run_id, normalized)
             accepted, duplicates = accepted + landed, duplicates + repeated
