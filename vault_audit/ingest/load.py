@@ -222,7 +222,7 @@ def _batches_or_empty(source: Source, progress: sources.Progress | None) -> Iter
     """The source's batches; an empty source still yields one empty batch, so the
     stage has its columns."""
     empty = True
-    for table in sources.read_ahead(sources.iter_tables(source, progress)):
+    for table in sources.iter_tables(source, progress):
         empty = False
         yield table
     if empty:

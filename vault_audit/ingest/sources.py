@@ -14,9 +14,7 @@ import csv
 import gzip
 import itertools
 import json
-import queue
 import re
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,56 +107,6 @@ def iter_tables(source: Source, progress: Progress | None = None) -> Iterator[pa
             pending, size = [], 0
     if pending:
         yield pa.Table.from_batches(pending)
-
-
-def read_ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
-    """``tables``, each read in a thread of its own while the one before is loaded.
-
-    pyarrow's readers release the GIL, so reading and splitting the next batch overlaps
-    DuckDB's work on this one; at most one batch waits, so memory stays bounded. An
-    error of the reader is raised here, where the batch it was reading would be.
-    """
-    ready: queue.Queue[object] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def hand_over(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def read() -> None:
-        try:
-            for table in tables:
-                if not hand_over(table):
-                    return
-            hand_over(_END)
-        except BaseException as error:  # handed to the loading thread, raised there
-            hand_over(error)
-        finally:
-            close = getattr(tables, "close", None)
-            if close is not None:
-                close()
-
-    reader = threading.Thread(target=read, name="vault-audit-reader", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item = ready.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        reader.join()
-
-
-_END = object()
 
 
 def iter_batches(source: Source, progress: Progress | None = None) -> Iterator[pa.RecordBatch]:
