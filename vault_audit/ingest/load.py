@@ -179,7 +179,7 @@ def _stage_batch(
     rows, token_map = fingerprint_tokens(parsed, verifier.fingerprints)
     verifier.collect(connection, token_map)
     insert = read_query("ingest/stage_access_log_insert.sql")
-    return _select_on_batch(connection, insert, va_parsed=rows, va_token_map=token_map)
+    return _select_on_batch(connection, insert, va_parsed=rows)
 
 
 def _select_on_batch(
@@ -189,7 +189,6 @@ def _select_on_batch(
     *,
     va_batch: pa.Table | None = None,
     va_parsed: pa.Table | None = None,
-    va_token_map: pa.Table | None = None,
     stage: pa.Table | None = None,
     normalized: pa.Table | None = None,
 ) -> pa.Table:
@@ -211,6 +210,7 @@ def _change_on_batch(
     *,
     stage: pa.Table | None = None,
     normalized: pa.Table | None = None,
+    new_tokens: pa.Table | None = None,
 ) -> int:
     """Run an insert of ``sql`` over this batch's Arrow tables (named as the keyword
     arguments are, as in ``_select_on_batch``); return the rows it inserted."""
@@ -371,13 +371,7 @@ def _add_claims_tokens(connection: duckdb.DuckDBPyConnection, normalized: pa.Tab
         """,
         normalized=normalized,
     )
-    _insert_tokens(connection, new_tokens)
-
-
-def _insert_tokens(connection: duckdb.DuckDBPyConnection, new_tokens: pa.Table) -> None:
-    """Run ingest/insert_tokens.sql over ``new_tokens`` (found in this frame by DuckDB's
-    replacement scan, as in ``_select_on_batch``)."""
-    connection.execute(read_query("ingest/insert_tokens.sql"))
+    _change_on_batch(connection, read_query("ingest/insert_tokens.sql"), [], new_tokens=new_tokens)
 
 
 def _record_snapshots(
