@@ -1,9 +1,10 @@
 """A small, hand-made world in a real store for the report and timeline tests.
 
 The raw tables come from the store's own schema; the derived tables (device_sessions,
-classified_uses, findings, revocation_exposure) are created here with the columns the
-correlation step materializes, and filled with the verdicts the contract gives for
-these facts, so the report is tested on its own.
+classified_use_facts, findings, revocation_exposure) are created here with the columns
+the correlation step materializes, and filled with the verdicts the contract gives for
+these facts, so the report is tested on its own; the view classified_uses explains
+each use from its facts, as after a check.
 
 Alice's laptop record is revoked at 12:00 by an admin. Her token issued at 11:42:10
 keeps working until 12:42:10 (residual validity), a token minted at 12:30 by the still
@@ -32,6 +33,7 @@ ALICE_PHONE = "ds_phone_02"
 BOB_DEVICE = "ds_bob_01"
 HOSTILE_AGENT = "<script>alert(1)</script>"
 HOSTILE_PATH = '/v1/secrets/"><img src=x onerror=alert(2)>'
+HOSTILE_LABEL = "Phone <svg onload=alert(3)>"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Firefox/126.0"
 
 DERIVED_TABLES = """
@@ -40,13 +42,17 @@ create temp table device_records (
     label varchar, user_agent varchar, ip varchar, registered_at timestamptz,
     revoked_at timestamptz, revoked_by varchar, last_seen_at timestamptz, source varchar
 );
-create table classified_uses (
+create table classified_use_facts (
     request_id varchar, used_at timestamptz, verdict varchar, reason varchar,
-    severity varchar, user_id varchar, supabase_session_id varchar,
+    severity varchar, rule integer, user_id varchar, supabase_session_id varchar,
     device_session_id varchar, revoked_at timestamptz, token_issued_at timestamptz,
-    token_expires_at timestamptz, token_sha256 varchar, explanation varchar,
-    method varchar, path varchar, resource varchar, workspace_id varchar, ip varchar,
-    user_agent varchar, decision varchar, in_scope boolean
+    token_expires_at timestamptz, token_sha256 varchar, method varchar, path varchar,
+    resource varchar, workspace_id varchar, ip varchar, user_agent varchar,
+    decision varchar, in_scope boolean, sub varchar, record_user_id varchar, alg varchar,
+    lifetime_seconds bigint, session_end_at timestamptz, session_end_evidence varchar,
+    replay_denial varchar, replay_denial_since timestamptz, replay_role varchar,
+    replay_secret_id varchar, replay_workspace_id varchar, sign_out_action varchar,
+    sign_out_at timestamptz
 );
 create table findings (
     finding_id varchar, verdict varchar, reason varchar, severity varchar,
@@ -71,8 +77,10 @@ def at(clock: str, day: int = 1) -> datetime:
 
 
 def create_derived_tables(connection: duckdb.DuckDBPyConnection) -> None:
-    """Create the correlation step's tables, as ``run_check`` would."""
+    """Create the correlation step's tables, and the view that explains each classified
+    use, as ``run_check`` would."""
     connection.execute(DERIVED_TABLES)
+    connection.execute(read_query("uses/explain.sql"))
 
 
 def build_small_world(path: Path) -> Path:
@@ -112,7 +120,7 @@ def _raw_facts(connection: duckdb.DuckDBPyConnection) -> None:
             ALICE_PHONE,
             ALICE,
             ALICE_SESSION,
-            "Phone <svg onload=alert(3)>",
+            HOSTILE_LABEL,
             "198.51.100.4",
             "Vault iOS/2.1",
         ),
@@ -350,7 +358,7 @@ def _derived_facts(connection: duckdb.DuckDBPyConnection) -> None:
             ALICE_PHONE,
             ALICE,
             ALICE_SESSION,
-            "Phone <svg onload=alert(3)>",
+            HOSTILE_LABEL,
             "Vault iOS/2.1",
             "198.51.100.4",
             at("09:05:00"),
@@ -392,8 +400,11 @@ def _derived_facts(connection: duckdb.DuckDBPyConnection) -> None:
             continue
         issued, expires = tokens[sha]
         connection.execute(
-            "insert into classified_uses values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " ?, 'ws_1', ?, ?, ?, true)",
+            "insert into classified_use_facts (request_id, used_at, verdict, reason, severity,"
+            " user_id, supabase_session_id, device_session_id, revoked_at, token_issued_at,"
+            " token_expires_at, token_sha256, method, path, resource, workspace_id, ip,"
+            " user_agent, decision, in_scope, sub, record_user_id)"
+            " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ws_1', ?, ?, ?, true, ?, ?)",
             [
                 request_id,
                 when,
@@ -407,13 +418,14 @@ def _derived_facts(connection: duckdb.DuckDBPyConnection) -> None:
                 issued,
                 expires,
                 sha,
-                _EXPLANATIONS[reason],
                 method,
                 path,
                 resource,
                 ip,
                 agent,
                 decision,
+                ALICE,
+                ALICE,
             ],
         )
         connection.execute(
@@ -459,11 +471,14 @@ def add_many_uses(path: Path, count: int, *, tokens: int = 50) -> None:
             [start, BROWSER, tokens, count],
         )
         connection.execute(
-            "insert into classified_uses select u.request_id, u.used_at, 'expected_by_design',"
-            " 'residual_token_validity', 'info', ?, ?, ?, ?, t.issued_at, t.expires_at,"
-            " u.token_sha256, 'token issued before the record was revoked', u.method, u.path,"
-            " u.resource, 'ws_1', u.ip, u.user_agent, u.decision, true"
+            "insert into classified_use_facts (request_id, used_at, verdict, reason, severity,"
+            " rule, user_id, supabase_session_id, device_session_id, revoked_at,"
+            " token_issued_at, token_expires_at, token_sha256, method, path, resource,"
+            " workspace_id, ip, user_agent, decision, in_scope, sub, record_user_id)"
+            " select u.request_id, u.used_at, 'expected_by_design', 'residual_token_validity',"
+            " 'info', 10, ?, ?, ?, ?, t.issued_at, t.expires_at, u.token_sha256, u.method,"
+            " u.path, u.resource, 'ws_1', u.ip, u.user_agent, u.decision, true, t.sub, ?"
             " from token_uses u join tokens t using (token_sha256)"
             " where u.request_id like 'bulk-%'",
-            [ALICE, ALICE_SESSION, ALICE_DEVICE, at("12:00:00")],
+            [ALICE, ALICE_SESSION, ALICE_DEVICE, at("12:00:00"), ALICE],
         )

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 from click.testing import CliRunner, Result
@@ -165,6 +166,28 @@ def test_golden_json_of_uses(tmp_path: Path) -> None:
     assert list(records[0]) == list(USE_FIELDS)
     assert all(record["at"].endswith("Z") for record in records)
     assert_golden("check_uses.json", result.stdout)
+
+
+def test_a_store_whose_uses_an_older_version_kept_as_a_table_is_checked_again(
+    tmp_path: Path,
+) -> None:
+    store = small_world(tmp_path / "store.duckdb")
+    first = run("--db", str(store), "--format", "json", "--detail", "uses").stdout
+    with duckdb.connect(str(store)) as connection:
+        # As an older vault-audit left it: explanations stored, no facts table.
+        connection.execute("create table kept as select * from classified_uses")
+        connection.execute("drop view classified_uses")
+        connection.execute("drop table classified_use_facts")
+        connection.execute("alter table kept rename to classified_uses")
+
+    report = CliRunner().invoke(
+        main, ["report", "--db", str(store), "--user", "u-1", "--output", "report.html"]
+    )
+    again = run("--db", str(store), "--format", "json", "--detail", "uses").stdout
+
+    assert report.exit_code == 2
+    assert "made by an older vault-audit" in report.output
+    assert again == first
 
 
 def test_finding_ids_are_stable_across_stores(tmp_path: Path) -> None:

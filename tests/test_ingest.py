@@ -16,7 +16,7 @@ from tests.inputs import NOW, SECRET, claims, hs256, write_records
 from vault_audit import store
 from vault_audit.cli import main
 from vault_audit.errors import InputError
-from vault_audit.ingest import ingest_files
+from vault_audit.ingest import ingest_files, sources
 from vault_audit.ingest.kinds import detect_kind
 from vault_audit.settings import Settings
 
@@ -548,3 +548,26 @@ class TestTheCommand:
 
         assert result.exit_code == 2
         assert "not a vault-audit store" in result.output
+
+
+def test_a_large_file_lands_in_whole_row_groups(db, tmp_path, monkeypatch):
+    # Every batch that left a partial row group would make the first checkpoint after
+    # the ingest rewrite the table to merge them: seconds on the first check at 10M uses.
+    monkeypatch.setattr(sources, "_TABLE_BYTES", 1)
+    path = tmp_path / "uses.parquet"
+    claims_json = """'{"sub": "user-' || (i % 50) || '", "session_id": "sess-' || (i % 50)
+        || '", "iat": 1767268800, "exp": 1767272400}'"""
+    duckdb.execute(
+        f"""copy (
+            select 'r' || i as request_id, '2026-01-01T12:05:00Z' as at, 'GET' as method,
+                   '/v1/secrets/s' as path, 'allow' as decision,
+                   sha256('token ' || (i % 50)) as token_sha256, {claims_json} as claims
+            from range(300000) t(i)
+        ) to '{path}'"""
+    )
+
+    [result] = ingest(db, path)
+
+    assert result.accepted == 300_000
+    row_groups = "select count(distinct row_group_id) from pragma_storage_info('token_uses')"
+    assert rows(db, row_groups) == [(3,)], "300,000 rows in three row groups of 122,880"

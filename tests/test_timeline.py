@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests import report_world
-from tests.report_world import ALICE, ALICE_SESSION, HOSTILE_AGENT
+from tests.report_world import ALICE, ALICE_SESSION, HOSTILE_LABEL
 from vault_audit import store
 from vault_audit.cli import main
 from vault_audit.report import Selection, collect_report
@@ -93,7 +93,7 @@ def test_rich_markup_in_log_values_is_printed_as_it_is(world: Path) -> None:
     assert "[bold red]fake[/bold red]" in text
     assert "[link=file:///etc/passwd]" in text
     assert "\x1b]8;" not in text, "no terminal hyperlink"
-    assert HOSTILE_AGENT in text
+    assert HOSTILE_LABEL in text
 
 
 def test_the_timeline_command_prints_plain_text_when_piped(world: Path) -> None:

@@ -2,12 +2,14 @@
 
 ``run_check`` turns the raw tables into four derived tables, replaced on every run in
 one transaction: ``device_sessions`` (records merged from events and snapshots),
-``classified_uses`` (one row per token use that got a verdict), ``findings`` (one per
-device session, reason and token) and ``revocation_exposure`` (one per revocation).
+``classified_use_facts`` (one row per token use that got a verdict, with the facts of
+its verdict; the view ``classified_uses`` adds each one's explanation when read),
+``findings`` (one per device session, reason and token) and ``revocation_exposure``
+(one per revocation).
 The rules themselves live in SQL; this module only runs the files in order and binds
 the settings as parameters.
 
-Known limitation: ``classified_uses`` holds only uses that got a verdict; a use
+Known limitation: ``classified_use_facts`` holds only uses that got a verdict; a use
 outside the scope that none of rules 1, 2 and 6 fits leaves no row, because a large
 store has millions of them and nothing to say about them.
 """
@@ -34,8 +36,9 @@ from vault_audit.store import next_id, scalar, transaction
 log = logging.getLogger(__name__)
 
 # (relation, query, form): "table" relations are the store's derived tables; "temp"
-# ones are steps several later queries read, held for this connection only; a "view" is
-# read once and so is folded into the query that reads it.
+# ones are steps several later queries read, held for this connection only; a "script"
+# runs as written: explain.sql creates the macros and the view that build each
+# classified use's explanation when it is read.
 _STEPS: tuple[tuple[str, str, str], ...] = (
     ("check_window", "uses/check_window.sql", "temp"),
     ("device_records", "device_sessions/merge.sql", "temp"),
@@ -48,8 +51,8 @@ _STEPS: tuple[tuple[str, str, str], ...] = (
     ("replay_denials", "authorization/replay.sql", "temp"),
     ("logout_evidence", "uses/logout_evidence.sql", "temp"),
     ("new_clients", "uses/new_clients.sql", "temp"),
-    ("verdicts", "uses/classify.sql", "view"),
-    ("classified_uses", "uses/explain.sql", "table"),
+    ("classified_use_facts", "uses/classify.sql", "table"),
+    ("classified_uses", "uses/explain.sql", "script"),
     ("findings", "findings/group.sql", "table"),
     ("revocation_exposure", "exposure/windows.sql", "table"),
 )
@@ -136,18 +139,35 @@ def materialize(
         "since": _utc(since),
         "until": _utc(until),
     }
+    _drop_classified_uses_table(connection)
     counts: dict[str, int] = {}
     for relation, query, form in _STEPS:
         step_started = time.perf_counter()
         sql = read_query(query)
-        kind = {"table": "table", "temp": "temp table", "view": "temp view"}[form]
-        connection.execute(
-            f"create or replace {kind} {relation} as {sql}", _parameters_of(sql, values)
-        )
+        if form == "script":
+            connection.execute(sql)
+        else:
+            kind = {"table": "table", "temp": "temp table"}[form]
+            connection.execute(
+                f"create or replace {kind} {relation} as {sql}", _parameters_of(sql, values)
+            )
         if form == "table":
             counts[relation] = int(scalar(connection, f"select count(*) from {relation}"))
         log.debug("%s: %.3f s", relation, time.perf_counter() - step_started)
+    counts["classified_uses"] = counts.pop("classified_use_facts")
     return counts
+
+
+def _drop_classified_uses_table(connection: duckdb.DuckDBPyConnection) -> None:
+    # A store checked by a version that kept explanations as a column holds
+    # classified_uses as a table; it is a view now (uses/explain.sql).
+    kept_as_table = scalar(
+        connection,
+        "select count(*) from duckdb_tables() "
+        "where table_name = 'classified_uses' and schema_name = 'main' and not temporary",
+    )
+    if kept_as_table:
+        connection.execute("drop table classified_uses")
 
 
 def new_finding_ids(connection: duckdb.DuckDBPyConnection) -> set[str]:

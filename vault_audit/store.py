@@ -110,10 +110,11 @@ def next_id(connection: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(scalar(connection, f"select coalesce(max(id), 0) + 1 from {table}"))
 
 
-# The tables a check derives, and a column each must have: a store checked by an older
-# version lacks the newer columns until the next check rebuilds them.
+# The tables (and the one view) a check derives, and a column each must have: a store
+# checked by an older version lacks the newer ones until the next check rebuilds them.
 DERIVED_TABLES = {
     "device_sessions": "superseded_at",
+    "classified_use_facts": "rule",
     "classified_uses": "explanation",
     "findings": "finding_id",
     "revocation_exposure": "window_end",
@@ -131,8 +132,12 @@ def require_verdicts(connection: duckdb.DuckDBPyConnection, *, how: str) -> None
     }
     tables = {table for table, _ in columns}
     for table, column in DERIVED_TABLES.items():
-        if table not in tables:
+        if table not in tables and not tables & set(DERIVED_TABLES):
             raise StoreError(f"the store holds no verdicts yet ({table} is missing); {how}")
+        if table not in tables:
+            raise StoreError(
+                f"the store's verdicts were made by an older vault-audit (it has no {table}); {how}"
+            )
         if (table, column) not in columns:
             raise StoreError(
                 f"the store's verdicts were made by an older vault-audit ({table} has no "

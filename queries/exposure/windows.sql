@@ -46,7 +46,7 @@ attributed_uses as (
         ) as uses_in_window,
         max(uses.used_at) as last_use_at
     from windows
-    join classified_uses as uses
+    join classified_use_facts as uses
       on uses.device_session_id = windows.device_session_id and uses.in_scope
     group by windows.device_session_id
 )

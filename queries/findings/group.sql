@@ -5,8 +5,8 @@
 -- finding_id is stable across runs: the first 32 hex digits of the SHA-256 of
 -- verdict|reason|device_session_id|supabase_session_id|token_sha256 (a missing part is
 -- empty). More uses of the same finding keep its id; a new reason or device session
--- gives a new one. The explanation is the first use's, with the count and the last use
--- when there are several.
+-- gives a new one. The explanation is the first use's (uses/explain.sql), with the
+-- count and the last use when there are several.
 --
 -- DuckDB-specific (DESIGN.md "Past one machine"): sha256(), arg_min over a struct (with
 -- a count, the first ten request ids in time order, a top-N that needs no sort of every
@@ -14,10 +14,10 @@
 -- collect_list of (used_at, request_id) structs.
 with keyed as (
     select
-        classified_uses.*,
+        facts.*,
         coalesce(device_session_id, '') as device_key,
         coalesce(supabase_session_id, '') as session_key
-    from classified_uses
+    from classified_use_facts as facts
 ),
 
 grouped as (
@@ -60,8 +60,8 @@ select
     grouped.uses,
     grouped.request_ids,
     case
-        when grouped.uses = 1 then first_use.explanation
-        else rtrim(first_use.explanation, '.') || '; ' || grouped.uses
+        when grouped.uses = 1 then va_use_explanation(first_use)
+        else rtrim(va_use_explanation(first_use), '.') || '; ' || grouped.uses
             || ' uses in all, the last at '
             || case
                 when cast(grouped.last_at as date) = cast(grouped.first_at as date)
@@ -72,4 +72,4 @@ select
     end as explanation,
     grouped.token_sha256
 from grouped
-join classified_uses as first_use on first_use.request_id = grouped.first_request_id
+join classified_use_facts as first_use on first_use.request_id = grouped.first_request_id

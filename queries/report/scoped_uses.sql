@@ -6,7 +6,8 @@
 -- Every use is attributed to a device-session record whatever its verdict: the one
 -- its verdict was judged against, else the record of its Supabase session (the
 -- token's session_id claim) whose span holds the use (device_sessions/merge.sql), as
--- uses/in_scope.sql picks it. So one device reads one way across the report.
+-- uses/in_scope.sql picks it. So one device reads one way across the report. Each
+-- verdict's explanation (uses/explain.sql) is built for the uses in scope only.
 create or replace temp table report_uses as
 with spans as (
     select device_session_id, supabase_session_id, registered_from, superseded_at
@@ -33,7 +34,7 @@ uses as (
         t.signature_status,
         c.verdict,
         c.reason,
-        c.explanation,
+        va_use_explanation(c) as explanation,
         c.user_id as record_user_id,
         coalesce(c.device_session_id, s.device_session_id) as device_session_id,
         coalesce(c.in_scope, false) as in_scope,
@@ -45,7 +46,7 @@ uses as (
         end as verdict_rank
     from token_uses as u
     left join tokens as t on t.token_sha256 = u.token_sha256
-    left join classified_uses as c on c.request_id = u.request_id
+    left join classified_use_facts as c on c.request_id = u.request_id
     left join spans as s
       on s.supabase_session_id = t.session_id
      and s.registered_from <= u.used_at

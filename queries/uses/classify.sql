@@ -123,11 +123,43 @@ ruled as (
     from facts
 )
 
+-- What the check stores of each classified use (classified_use_facts): the verdict, the
+-- use, and the facts its explanation names (uses/explain.sql builds the sentence when
+-- the use is read).
 select
-    ruled.*,
+    ruled.request_id,
+    ruled.used_at,
     rules.verdict,
     rules.reason,
     rules.severity,
-    coalesce(ruled.record_user_id, ruled.sub) as user_id
+    ruled.rule,
+    coalesce(ruled.record_user_id, ruled.sub) as user_id,
+    ruled.session_id as supabase_session_id,
+    ruled.device_session_id,
+    ruled.revoked_at,
+    ruled.issued_at as token_issued_at,
+    ruled.expires_at as token_expires_at,
+    ruled.token_sha256,
+    ruled.method,
+    ruled.path,
+    ruled.resource,
+    ruled.workspace_id,
+    ruled.ip,
+    ruled.user_agent,
+    ruled.decision,
+    ruled.in_scope,
+    ruled.sub,
+    ruled.record_user_id,
+    ruled.alg,
+    ruled.lifetime_seconds,
+    ruled.session_end_at,
+    ruled.session_end_evidence,
+    ruled.replay_denial,
+    ruled.replay_denial_since,
+    ruled.replay_role,
+    ruled.replay_secret_id,
+    ruled.replay_workspace_id,
+    ruled.sign_out_action,
+    ruled.sign_out_at
 from ruled
 join rules on rules.rule = ruled.rule

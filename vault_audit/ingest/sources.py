@@ -32,6 +32,11 @@ _SAMPLE_BYTES = 256 * 1024
 _BLOCK_SIZE = 4 << 20
 _MAX_BLOCK_SIZE = 1 << 30
 _PARQUET_BATCH = 131072
+# DuckDB stores a table in row groups of 122,880 rows. An insert of a number of rows
+# that is not a multiple of it leaves a partial row group, and the first checkpoint
+# after the ingest rewrites the table to merge them: measured, 5 to 7 s added to the
+# first check after a 10.8M-row ingest, for 153 row groups where 88 would do.
+_ROW_GROUP = 122_880
 _TABLE_BYTES = 128 << 20
 _NESTED = (pa.types.is_struct, pa.types.is_map, pa.types.is_list, pa.types.is_large_list)
 
@@ -96,15 +101,19 @@ def arrow_source(name: str, table: pa.Table) -> Source:
 def iter_tables(source: Source, progress: Progress | None = None) -> Iterator[pa.Table]:
     """The source in tables of about 128 MiB, each with an int64 ``line`` column
     first: big enough for DuckDB to spread one over the cores, small enough to
-    keep memory bounded."""
+    keep memory bounded. Each holds whole row groups of the store, but the last."""
     pending: list[pa.RecordBatch] = []
-    size = 0
+    rows = size = 0
     for batch in iter_batches(source, progress):
         pending.append(batch)
-        size += batch.nbytes
-        if size >= _TABLE_BYTES:
-            yield pa.Table.from_batches(pending)
-            pending, size = [], 0
+        rows, size = rows + batch.num_rows, size + batch.nbytes
+        if size >= _TABLE_BYTES and rows >= _ROW_GROUP:
+            table = pa.Table.from_batches(pending)
+            whole = rows - rows % _ROW_GROUP
+            yield table.slice(0, whole)
+            rest = table.slice(whole)
+            pending = rest.to_batches()
+            rows, size = rest.num_rows, rest.nbytes
     if pending:
         yield pa.Table.from_batches(pending)
 
