@@ -19,7 +19,8 @@
 -- else the workspace the secret was created in. "Before `at`" is strict: an event at the same
 -- instant as the request may have been processed after it. Only uses whose user and
 -- workspace (or secret) have a removal, a viewer role or a revoked grant are replayed
--- (uses/relevant.sql keeps the uses of users in authorization/watched_users.sql).
+-- (uses/relevant.sql keeps the uses of users in authorization/watched_users.sql made
+-- after their first such event).
 with memberships as (
     select
         target_user_id as user_id,

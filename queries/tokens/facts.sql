@@ -4,8 +4,8 @@
 --
 -- scope_from: the earliest revocation of a device-session record of the token's
 --   Supabase session; no use before it can be in scope (null: none can).
--- replay_watched: the token's user has authorization history that could prove a denial
---   (authorization/watched_users.sql).
+-- replay_watched_from: the first event of the token's user's authorization history that
+--   could prove a denial; only a use after it may be one (authorization/watched_users.sql).
 -- expired_from (rule 1): exp + leeway; a use at or after it is past expiry.
 -- exceeds_lifetime (rule 3): exp - iat > max_token_lifetime.
 -- session_end_at, session_end_evidence (rule 5): the earliest evidence, before iat, that
@@ -52,7 +52,7 @@ select
     tokens.signature_status,
     tokens.alg,
     revocations.scope_from,
-    coalesce(tokens.sub in (select user_id from watched_users), false) as replay_watched,
+    watched.watched_from as replay_watched_from,
     -- DuckDB-specific (DESIGN.md "Past one machine"): an interval from bound seconds.
     -- Spark: tokens.expires_at + make_interval(0, 0, 0, 0, 0, 0, $leeway).
     tokens.expires_at + to_seconds(cast($leeway as bigint)) as expired_from,
@@ -74,3 +74,4 @@ left join deleted_before_issue as deleted on deleted.token_sha256 = tokens.token
 left join ended_before_issue as ended on ended.token_sha256 = tokens.token_sha256
 left join earliest_revocations as revocations
   on revocations.supabase_session_id = tokens.session_id
+left join watched_users as watched on watched.user_id = tokens.sub
