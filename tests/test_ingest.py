@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import jwt
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -571,3 +572,18 @@ def test_a_large_file_lands_in_whole_row_groups(db, tmp_path, monkeypatch):
     assert result.accepted == 300_000
     row_groups = "select count(distinct row_group_id) from pragma_storage_info('token_uses')"
     assert rows(db, row_groups) == [(3,)], "300,000 rows in three row groups of 122,880"
+
+
+def test_a_parquet_file_is_read_across_its_row_groups_with_true_row_numbers(db, tmp_path):
+    records = [use(f"r{index}") for index in range(7)]
+    records[5]["decision"] = "maybe"
+    path = write_records(tmp_path / "access.parquet", records)
+    table = pq.read_table(path)
+    pq.write_table(table, path, row_group_size=2)
+    assert pq.ParquetFile(path).num_row_groups == 4
+
+    [result] = ingest(db, path)
+
+    assert (result.records_read, result.accepted, result.quarantined) == (7, 6, 1)
+    assert rows(db, "select line, reason from quarantine") == [(6, "unknown decision value")]
+    assert rows(db, "select count(distinct request_id) from token_uses") == [(6,)]
