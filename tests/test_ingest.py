@@ -587,3 +587,37 @@ def test_a_parquet_file_is_read_across_its_row_groups_with_true_row_numbers(db, 
     assert (result.records_read, result.accepted, result.quarantined) == (7, 6, 1)
     assert rows(db, "select line, reason from quarantine") == [(6, "unknown decision value")]
     assert rows(db, "select count(distinct request_id) from token_uses") == [(6,)]
+
+
+def test_signatures_are_checked_in_rounds_each_token_once(db, tmp_path, monkeypatch):
+    from vault_audit.ingest import TokenVerifier, verify
+
+    monkeypatch.setattr(verify, "_VERIFY_ROUND", 2)
+    monkeypatch.setattr(sources, "_TABLE_BYTES", 1)
+    monkeypatch.setattr(sources, "_ROW_GROUP", 4)
+    monkeypatch.setenv("TEST_JWT_SECRET", SECRET)
+    forged = jwt.encode(claims(sub="forged"), "another-secret-" + "y" * 32, algorithm="HS256")
+    tokens = [hs256(sub=f"user-{index}") for index in range(5)] + [forged]
+    # Every token recurs, in batches after the round that checked it.
+    records = [use(f"r{index}", token=tokens[index % 6]) for index in range(60)]
+    path = write_records(tmp_path / "a.parquet", records)
+    pq.write_table(pq.read_table(path), path, row_group_size=4)
+
+    verifier = TokenVerifier.from_settings(Settings(jwt_secret_env="TEST_JWT_SECRET"))
+    waiting: list[int] = []
+    collect = verifier.collect
+
+    def collect_and_count(connection, token_map):
+        collect(connection, token_map)
+        waiting.append(len(verifier._raw))
+
+    monkeypatch.setattr(verifier, "collect", collect_and_count)
+    ingest(db, path, verifier=verifier)
+
+    assert len(waiting) == 15, "one batch of four rows each"
+    assert max(waiting) < 2, "no more compact tokens wait than one round holds"
+    assert verifier.verified == 6
+    assert rows(db, "select signature_status, count(*) from tokens group by all order by 1") == [
+        ("invalid", 1),
+        ("valid", 5),
+    ]
