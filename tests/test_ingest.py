@@ -621,3 +621,22 @@ def test_signatures_are_checked_in_rounds_each_token_once(db, tmp_path, monkeypa
         ("invalid", 1),
         ("valid", 5),
     ]
+
+
+def test_running_out_of_memory_is_one_line_that_says_what_to_do(tmp_path, monkeypatch):
+    import vault_audit.ingest as ingest_package
+
+    def out_of_memory(*args, **kwargs):
+        raise duckdb.OutOfMemoryException(
+            "Out of Memory Error: could not allocate block of size 256.0 KiB (2.7 GiB/2.7 GiB used)"
+        )
+
+    monkeypatch.setattr(ingest_package, "ingest_files", out_of_memory)
+    path = write_records(tmp_path / "a.jsonl", [use("r1")])
+
+    result = CliRunner().invoke(main, ["ingest", "--db", str(tmp_path / "s.duckdb"), str(path)])
+
+    assert result.exit_code == 2
+    [line] = result.output.splitlines()
+    assert line.startswith("vault-audit: error: DuckDB ran out of memory under its memory_limit")
+    assert "VAULT_AUDIT_MEMORY_LIMIT" in line and "Traceback" not in result.output

@@ -17,12 +17,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import duckdb
 
 from vault_audit import __version__
 from vault_audit.errors import VaultAuditError
 from vault_audit.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
 
 
 class _Group(click.Group):
@@ -39,11 +45,22 @@ class _Group(click.Group):
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
+        except duckdb.OutOfMemoryException as error:
+            # Known limitation: one file is one transaction, and DuckDB keeps the
+            # primary-key index of the rows a transaction adds in memory; at the
+            # default memory_limit a single access log of about 50M rows does not fit.
+            click.echo(
+                "vault-audit: error: DuckDB ran out of memory under its memory_limit "
+                f"({_first_line(error)}); the transaction it was in was rolled back. Raise "
+                "VAULT_AUDIT_MEMORY_LIMIT, or give a large access log as several files",
+                err=True,
+            )
+            sys.exit(2)
         except Exception as error:  # an unexpected failure still reads as one line
             logging.getLogger(__name__).debug("unexpected error", exc_info=True)
-            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
             click.echo(
-                f"vault-audit: unexpected error: {type(error).__name__}: {message}", err=True
+                f"vault-audit: unexpected error: {type(error).__name__}: {_first_line(error)}",
+                err=True,
             )
             sys.exit(2)
 
