@@ -154,6 +154,7 @@ def materialize(
         if form == "table":
             counts[relation] = int(scalar(connection, f"select count(*) from {relation}"))
         log.debug("%s: %.3f s", relation, time.perf_counter() - step_started)
+    # Callers count classified uses by the name they read them by: the view's.
     counts["classified_uses"] = counts.pop("classified_use_facts")
     return counts
 
