@@ -88,11 +88,17 @@ def chromium(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess[str
     )
 
 
-@pytest.mark.usefixtures("browser")
-def test_chromium_renders_the_report_without_errors(tmp_path: Path) -> None:
+def small_world_report(tmp_path: Path) -> Path:
+    """Alice's report of the small hand-made world, written to ``tmp_path``."""
     world = report_world.build_small_world(tmp_path / "world.duckdb")
     page = tmp_path / "report.html"
     write_report(Settings(db=str(world)), Selection(user_id=ALICE), page)
+    return page
+
+
+@pytest.mark.usefixtures("browser")
+def test_chromium_renders_the_report_without_errors(tmp_path: Path) -> None:
+    page = small_world_report(tmp_path)
     screenshot = tmp_path / "report.png"
 
     shot = chromium(
@@ -118,9 +124,7 @@ def test_chromium_renders_the_report_without_errors(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("browser")
 def test_chromium_prints_the_report_on_a4_landscape_pages(tmp_path: Path) -> None:
-    world = report_world.build_small_world(tmp_path / "world.duckdb")
-    page = tmp_path / "report.html"
-    write_report(Settings(db=str(world)), Selection(user_id=ALICE), page)
+    page = small_world_report(tmp_path)
     pdf = tmp_path / "report.pdf"
 
     printed = chromium(tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.as_uri())
