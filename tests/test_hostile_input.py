@@ -588,5 +588,7 @@ def test_lines_longer_than_a_read_block_are_counted_once(tmp_path: Path) -> None
         with store.opened(tmp_path / f"store-{number}.duckdb") as connection:
             [result] = ingest_files(connection, [path], kind="access-log", settings=Settings())
             lines_kept = connection.execute("select line from quarantine order by line").fetchall()
+            [(digest,)] = connection.execute("select source_sha256 from ingest_runs").fetchall()
         assert result.records_read == len(content)
+        assert digest == hashlib.sha256(path.read_bytes()).hexdigest(), "hashed as read, once"
         assert lines_kept == [(n,) for n in range(1, len(content) + 1)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -288,6 +289,75 @@ def test_duplicates_within_a_file_across_files_and_on_a_rerun_add_nothing(db, tm
     assert [(r.accepted, r.duplicates) for r in rerun] == [(0, 3)]
     assert rows(db, "select count(*) from token_uses") == [(3,)]
     assert rows(db, "select count(*) from tokens") == [(1,)]
+
+
+def test_a_key_repeated_across_batches_keeps_its_first_line_and_the_store_its_row(
+    db, tmp_path, monkeypatch
+):
+    # Batches of four rows: request ids repeat across batches, within one, and against
+    # what an earlier file stored. token_uses has no key index; the loader removes them.
+    monkeypatch.setattr(sources, "_TABLE_BYTES", 1)
+    monkeypatch.setattr(sources, "_ROW_GROUP", 4)
+    earlier = write_records(tmp_path / "a.jsonl", [use("r0", path="/first-file")])
+    records = [use(f"r{index}", path=f"/line-{index + 1}") for index in range(12)]
+    records[6]["request_id"] = "r1"  # line 7, batch 2: repeats line 2
+    records[11]["request_id"] = "r1"  # line 12, batch 3: repeats it again
+    records[10]["request_id"] = "r9"  # line 11, batch 3: repeats line 10 in its batch
+    records.append(use("r2", path="/line-13"))
+    later = write_records(tmp_path / "b.jsonl", records)
+
+    [first] = ingest(db, earlier)
+    [result] = ingest(db, later)
+
+    # Line 1 (r0) repeats the earlier file; lines 7, 11, 12 and 13 repeat this one.
+    assert (first.accepted, result.accepted, result.duplicates) == (1, 8, 5)
+    stored = dict(rows(db, "select request_id, path from token_uses"))
+    assert len(stored) == rows(db, "select count(*) from token_uses")[0][0] == 9
+    assert stored["r0"] == "/first-file", "the store's earlier row stays"
+    assert (stored["r1"], stored["r9"], stored["r2"]) == ("/line-2", "/line-10", "/line-3")
+
+
+def test_token_uses_has_no_key_index_to_outgrow_memory(db):
+    # DuckDB holds a primary key's index in memory: at a 3 GB limit a store of about
+    # 35M uses could take no further file.
+    constraints = "select constraint_type from duckdb_constraints() where table_name = 'token_uses'"
+    assert "PRIMARY KEY" not in {row[0] for row in rows(db, constraints)}
+    assert rows(db, "select count(*) from duckdb_indexes() where table_name = 'token_uses'") == [
+        (0,)
+    ]
+
+
+def test_a_store_of_schema_2_keeps_its_uses_without_the_key_index(tmp_path):
+    path = tmp_path / "old.duckdb"
+    old = duckdb.connect(str(path))
+    old.execute("create table vault_audit_meta (key varchar primary key, value varchar)")
+    for version, sql in store.migrations():
+        if version <= 2:
+            old.execute(sql)
+    old.execute("insert into vault_audit_meta values ('schema_version', '2')")
+    old.execute(
+        "insert into token_uses (request_id, used_at, decision, token_sha256, ingest_run_id) "
+        "values ('r1', '2026-01-01 12:05:00+00', 'allow', 'aa', 1)"
+    )
+    old.close()
+
+    with store.opened(path) as connection:
+        [result] = ingest(connection, write_records(tmp_path / "a.jsonl", [use("r1"), use("r2")]))
+        kept = rows(connection, "select request_id, token_sha256 from token_uses order by 1")
+
+    assert (result.accepted, result.duplicates) == (1, 1)
+    assert kept[0] == ("r1", "aa")
+    assert len(kept) == 2
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_run_log_keeps_the_sha256_of_the_file_as_it_is_on_disk(db, tmp_path, fmt):
+    path = write_records(tmp_path / f"access.{fmt}", [use("r1"), use("r2")])
+
+    ingest(db, path)
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert rows(db, "select source_sha256 from ingest_runs") == [(digest,)]
 
 
 def test_a_rerun_counts_quarantined_records_again_but_stores_them_once(db, tmp_path):

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from vault_audit.errors import InputError, UsageError
 from vault_audit.ingest.kinds import KINDS, Kind, detect_kind, kind_named
-from vault_audit.ingest.load import IngestResult, file_sha256, load_arrow, load_source
+from vault_audit.ingest.load import IngestResult, load_arrow, load_source
 from vault_audit.ingest.sources import Source, inspect_file
 from vault_audit.ingest.verify import TokenVerifier
 from vault_audit.settings import Settings
@@ -62,7 +62,6 @@ def ingest_files(
             source,
             verifier=verifier,
             snapshot_at=snapshot_at,
-            source_sha256=file_sha256(source.path),
             progress=progress,
         )
         results.append(result)

@@ -25,6 +25,9 @@ class Kind:
     # When given, at least one of these must be present too: the two snapshot kinds
     # share id and user_id, and only these columns tell them apart.
     any_of: frozenset[str] = frozenset()
+    # Whether the table's primary key keeps `key` unique. When it does not (a key
+    # index too big to hold in memory), the loader removes a source's repeats itself.
+    indexed: bool = True
 
 
 VAULT_EVENTS = Kind(
@@ -58,6 +61,7 @@ ACCESS_LOG = Kind(
     key=("request_id",),
     query="ingest/access_log.sql",
     signature=frozenset({"request_id"}),
+    indexed=False,
 )
 
 SUPABASE_AUDIT = Kind(

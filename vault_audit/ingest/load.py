@@ -18,13 +18,11 @@ duplicates + quarantined = records read, always.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -76,7 +74,6 @@ def load_source(
     # Each batch lives in Arrow memory only while it is landed (see _select_on_batch).
     with transaction(connection):
         run_id = next_id(connection, "ingest_runs")
-        _remember_quarantined_before(connection, kind, source_sha256)
         if kind is ACCESS_LOG:
             verifier.begin(connection)
 
@@ -90,12 +87,18 @@ def load_source(
                 _record_snapshots(connection, kind, normalized)
 
         quarantined += _quarantine_rejects(connection, kind, run_id, name, source.rejects)
+        if not kind.indexed:
+            repeated = _drop_repeats(connection, kind, run_id)
+            accepted, duplicates = accepted - repeated, duplicates + repeated
         if kind.snapshot and snapshot_at is not None:
             connection.execute(
                 "insert or ignore into snapshots values (?, ?)", [kind.name, snapshot_at]
             )
         if kind is ACCESS_LOG:
             verifier.settle(connection)
+
+        source_sha256 = source_sha256 or sources.source_sha256(source)
+        _forget_quarantined_before(connection, kind, run_id, source_sha256)
 
         records_read = accepted + duplicates + quarantined
         seconds = time.perf_counter() - started
@@ -113,7 +116,6 @@ def load_source(
                 seconds,
             ],
         )
-        connection.execute("drop table if exists va_quarantined_before")
 
     log.info(
         "%s: %s, %d read, %d accepted, %d duplicate, %d quarantined, %.2f s",
@@ -241,33 +243,27 @@ def _empty_batch(source: Source) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.array([], t) for t in types], names=names)
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, for the run log and report footers."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def create_macros(connection: duckdb.DuckDBPyConnection) -> None:
     """Create the ingest macros on this connection (temporary, so always anew)."""
     connection.execute(read_query("ingest/macros.sql"))
 
 
-def _remember_quarantined_before(
-    connection: duckdb.DuckDBPyConnection, kind: Kind, source_sha256: str | None
+def _forget_quarantined_before(
+    connection: duckdb.DuckDBPyConnection, kind: Kind, run_id: int, source_sha256: str | None
 ) -> None:
-    """The lines of a file read before (same bytes) that were quarantined then: they
-    count again, but are not stored twice."""
+    """Lines of a file read before (the same bytes) that were quarantined then count
+    again, but are not stored twice: this run's rows for them go. The file's hash is
+    known only once it has been read, so this comes after the quarantine."""
     connection.execute(
         """
-        create or replace temp table va_quarantined_before as
-        select distinct q.line from quarantine as q
-        join ingest_runs as r on r.id = q.ingest_run_id
-        where r.source_sha256 = ? and r.kind = ?
+        delete from quarantine
+        where ingest_run_id = $run and line in (
+            select q.line from quarantine as q
+            join ingest_runs as r on r.id = q.ingest_run_id
+            where r.source_sha256 = $sha and r.kind = $kind
+        )
         """,
-        [source_sha256, kind.name],
+        {"run": run_id, "sha": source_sha256, "kind": kind.name},
     )
 
 
@@ -296,7 +292,6 @@ def _quarantine_batch(
         from normalized as n
         join stage as s on s.line = n.line
         where n.reason is not null
-            and n.line not in (select line from va_quarantined_before)
         """,
         [run_id, kind.name, name],
         stage=stage,
@@ -318,9 +313,8 @@ def _quarantine_rejects(
             """
             insert into quarantine
             select ?, ?, ?, ?, ?, va_mask(?)
-            where ? not in (select line from va_quarantined_before)
             """,
-            [[run_id, kind.name, name, line, reason, text, line] for line, reason, text in rejects],
+            [[run_id, kind.name, name, line, reason, text] for line, reason, text in rejects],
         )
     return len(rejects)
 
@@ -328,10 +322,12 @@ def _quarantine_rejects(
 def _land_batch(
     connection: duckdb.DuckDBPyConnection, kind: Kind, run_id: int, normalized: pa.Table
 ) -> tuple[int, int]:
-    """Insert the batch's usable records whose key is new; return (accepted, duplicates).
+    """Insert the batch's usable records whose key is new to it; return (inserted,
+    repeats).
 
-    A key repeated within the batch keeps its first line; one the store already holds,
-    from an earlier batch or an earlier run, is left to the table's primary key.
+    A key repeated within the batch keeps its first line. One the store already holds,
+    from an earlier batch or an earlier run, is left to the table's primary key or,
+    for a table without one, to ``_drop_repeats`` at the end of the source.
     """
     usable = normalized["reason"].null_count
     if not usable:
@@ -348,12 +344,51 @@ def _land_batch(
         from normalized
         where reason is null
         qualify row_number() over (partition by {key} order by line) = 1
-        on conflict do nothing
+        {"on conflict do nothing" if kind.indexed else ""}
         """,
         [run_id],
         normalized=normalized,
     )
     return accepted, usable - accepted
+
+
+def _drop_repeats(connection: duckdb.DuckDBPyConnection, kind: Kind, run_id: int) -> int:
+    """Remove the rows this source inserted whose key the store already held or that
+    an earlier batch of the source inserted; return how many.
+
+    The first row of a key stays: an earlier run's, or else the source's first (a
+    source's batches are inserted in order, so row ids follow its lines). One pass
+    finds the repeated keys and a second touches only their rows; both are hash
+    operators DuckDB spills to disk under its memory limit, so a store of any size
+    takes another file, where a primary-key index had to fit in memory.
+    """
+    (key,) = kind.key
+    connection.execute(
+        f"""
+        create or replace temp table va_repeated as
+        select {key} from {kind.table}
+        where {key} in (select {key} from {kind.table} where ingest_run_id = $run)
+        group by {key} having count(*) > 1
+        """,
+        {"run": run_id},
+    )
+    row = connection.execute(
+        f"""
+        delete from {kind.table} where rowid in (
+            select rowid from (
+                select rowid, row_number() over (
+                    partition by {key} order by ingest_run_id = $run, rowid
+                ) as copy
+                from {kind.table}
+                where {key} in (select {key} from va_repeated)
+            )
+            where copy > 1
+        )
+        """,
+        {"run": run_id},
+    ).fetchone()
+    connection.execute("drop table va_repeated")
+    return int(row[0]) if row else 0
 
 
 def _add_claims_tokens(connection: duckdb.DuckDBPyConnection, normalized: pa.Table) -> None:

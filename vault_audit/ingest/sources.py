@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import itertools
 import json
 import re
@@ -53,6 +54,8 @@ class Source:
     table: pa.Table | None = None
     size: int = 0
     rejects: list[tuple[int, str, str]] = field(default_factory=list)
+    # SHA-256 of the file's bytes, taken as a stream of it was read to the end.
+    sha256: str | None = None
 
 
 Progress = Callable[[int], None]
@@ -191,29 +194,54 @@ def _inspect_parquet(path: Path, size: int) -> Source:
     return Source(path, "parquet", False, tuple(schema.names), nested, size=size)
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, for the run log and report footers."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_sha256(source: Source) -> str | None:
+    """SHA-256 of the source's file: as its stream was read, or read now (Parquet,
+    which is read by row group, not as a stream); None for rows in memory."""
+    if source.sha256 is None and source.format == "parquet":
+        source.sha256 = file_sha256(source.path)
+    return source.sha256
+
+
 class _Counting:
-    """A binary file that reports how many bytes were read from it."""
+    """A binary file that hashes the bytes read from it and reports how many."""
 
     def __init__(self, handle: BinaryIO, progress: Progress | None):
         self._handle = handle
         self._progress = progress
+        self.digest = hashlib.sha256()
 
     def read(self, size: int = -1) -> bytes:
         data = self._handle.read(size)
+        self.digest.update(data)
         if self._progress and data:
             self._progress(len(data))
         return data
+
+    def finish(self) -> str:
+        """Hash the bytes the reader left unread (a gzip trailer, say); the digest."""
+        while self.read(1 << 20):
+            pass
+        return self.digest.hexdigest()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._handle, name)
 
 
-def _open_stream(source: Source, progress: Progress | None) -> Any:
-    raw = source.path.open("rb")
-    counted = _Counting(raw, progress)
+def _open_stream(source: Source, progress: Progress | None) -> tuple[Any, _Counting]:
+    """The file as a stream of its (uncompressed) bytes, and the raw file under it."""
+    counted = _Counting(source.path.open("rb"), progress)
     if source.compressed:
-        return gzip.GzipFile(fileobj=counted, mode="rb")  # type: ignore[arg-type]
-    return counted
+        return gzip.GzipFile(fileobj=counted, mode="rb"), counted  # type: ignore[arg-type]
+    return counted, counted
 
 
 def _jsonl_batches(source: Source, progress: Progress | None) -> Iterator[pa.RecordBatch]:
@@ -253,7 +281,7 @@ def _csv_stream(
     done = first - 1  # the last line yielded: a retry yields only the lines after it
     while True:
         read = pacsv.ReadOptions(column_names=names, block_size=block, use_threads=False)
-        stream = _open_stream(source, progress)
+        stream, raw = _open_stream(source, progress)
         try:
             reader = pacsv.open_csv(
                 stream, read_options=read, parse_options=parse, convert_options=convert
@@ -264,6 +292,8 @@ def _csv_stream(
                 if batch.num_rows:
                     done = batch.column(0)[-1].as_py()
                     yield batch
+            # Only a read that reached the end has seen every byte once.
+            source.sha256 = raw.finish()
             return
         except pa.ArrowInvalid as error:
             # A line longer than the block: read again with bigger blocks.
