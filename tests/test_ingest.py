@@ -317,6 +317,32 @@ def test_a_key_repeated_across_batches_keeps_its_first_line_and_the_store_its_ro
     assert (stored["r1"], stored["r9"], stored["r2"]) == ("/line-2", "/line-10", "/line-3")
 
 
+@pytest.mark.parametrize("batches", ["one batch", "batches of one row group"])
+def test_a_key_repeated_in_large_batches_keeps_its_first_line(db, tmp_path, monkeypatch, batches):
+    # Large batches, which DuckDB inserts on all its threads: each request id is on line
+    # i and line i + 125,000, in the same batch of 250,000 rows or, in batches of
+    # 122,880, in a later one; the first line must be the one kept. A parallel insert
+    # does not number rows in line order within one statement.
+    if batches != "one batch":
+        monkeypatch.setattr(sources, "_TABLE_BYTES", 1)
+    path = tmp_path / "uses.parquet"
+    claims_json = """'{"sub": "user-1", "session_id": "sess-1", "iat": 1767268800}'"""
+    duckdb.execute(
+        f"""copy (
+            select 'r' || (i % 125000) as request_id, '2026-01-01T12:05:00Z' as at,
+                   case when i < 125000 then '/first' else '/second' end as path,
+                   'allow' as decision, sha256('token') as token_sha256,
+                   {claims_json} as claims
+            from range(250000) t(i) order by i
+        ) to '{path}'"""
+    )
+
+    [result] = ingest(db, path)
+
+    assert (result.accepted, result.duplicates) == (125_000, 125_000)
+    assert rows(db, "select path, count(*) from token_uses group by path") == [("/first", 125_000)]
+
+
 def test_token_uses_has_no_key_index_to_outgrow_memory(db):
     # DuckDB holds a primary key's index in memory: at a 3 GB limit a store of about
     # 35M uses could take no further file.

@@ -325,9 +325,14 @@ def _land_batch(
     """Insert the batch's usable records whose key is new to it; return (inserted,
     repeats).
 
-    A key repeated within the batch keeps its first line. One the store already holds,
-    from an earlier batch or an earlier run, is left to the table's primary key or,
-    for a table without one, to ``_drop_repeats`` at the end of the source.
+    A key repeated within the batch keeps its first line here. One the store already
+    holds, from an earlier batch or an earlier run, is left to the table's primary key
+    or, for a table without one, to ``_drop_repeats`` at the end of the source.
+
+    The window that keeps the first line runs only when Arrow finds a repeated key in
+    the batch: measured, it was half of an access log's insert time (1M rows: 1.86 s,
+    0.81 s without it). It cannot be left to ``_drop_repeats``: a parallel insert does
+    not hand out row ids in line order within one statement.
     """
     usable = normalized["reason"].null_count
     if not usable:
@@ -336,6 +341,9 @@ def _land_batch(
     hidden = "line, reason" + (", claims" if kind is ACCESS_LOG else "")
     if kind is ACCESS_LOG:
         _add_claims_tokens(connection, normalized)
+    first_of_key = f"qualify row_number() over (partition by {key} order by line) = 1"
+    if not _repeats_a_key(kind, normalized, usable):
+        first_of_key = ""
     accepted = _change_on_batch(
         connection,
         f"""
@@ -343,7 +351,7 @@ def _land_batch(
         select * exclude ({hidden}), ? as ingest_run_id
         from normalized
         where reason is null
-        qualify row_number() over (partition by {key} order by line) = 1
+        {first_of_key}
         {"on conflict do nothing" if kind.indexed else ""}
         """,
         [run_id],
@@ -352,26 +360,49 @@ def _land_batch(
     return accepted, usable - accepted
 
 
+def _repeats_a_key(kind: Kind, normalized: pa.Table, usable: int) -> bool:
+    """Whether two usable records of the batch share a key."""
+    if len(kind.key) > 1:
+        return True
+    keys = normalized.filter(pc.is_null(normalized["reason"])).column(kind.key[0])
+    return bool(pc.count_distinct(keys, mode="all").as_py() < usable)
+
+
 def _drop_repeats(connection: duckdb.DuckDBPyConnection, kind: Kind, run_id: int) -> int:
     """Remove the rows this source inserted whose key the store already held or that
     an earlier batch of the source inserted; return how many.
 
     The first row of a key stays: an earlier run's, or else the source's first (a
-    source's batches are inserted in order, so row ids follow its lines). One pass
-    finds the repeated keys and a second touches only their rows; both are hash
-    operators DuckDB spills to disk under its memory limit, so a store of any size
-    takes another file, where a primary-key index had to fit in memory.
+    source's batches are inserted in order, so row ids follow its lines). Hash
+    operators find the repeated keys, and only their rows are touched; DuckDB spills
+    them to disk under its memory limit, so a store of any size takes another file,
+    where a primary-key index had to fit in memory.
     """
     (key,) = kind.key
+    run = {"run": run_id}
     connection.execute(
         f"""
         create or replace temp table va_repeated as
-        select {key} from {kind.table}
-        where {key} in (select {key} from {kind.table} where ingest_run_id = $run)
+        select {key} from {kind.table} where ingest_run_id = $run
         group by {key} having count(*) > 1
         """,
-        {"run": run_id},
+        run,
     )
+    # Against the rest of the store, only when it holds anything: the hash table is
+    # built on this source's keys, and the store's are read past it once.
+    held = connection.execute(
+        f"select exists (from {kind.table} where ingest_run_id <> $run)", run
+    ).fetchone()
+    if held and held[0]:
+        connection.execute(
+            f"""
+            insert into va_repeated
+            select {key} from {kind.table}
+            where ingest_run_id <> $run
+                and {key} in (select {key} from {kind.table} where ingest_run_id = $run)
+            """,
+            run,
+        )
     row = connection.execute(
         f"""
         delete from {kind.table} where rowid in (
@@ -385,7 +416,7 @@ def _drop_repeats(connection: duckdb.DuckDBPyConnection, kind: Kind, run_id: int
             where copy > 1
         )
         """,
-        {"run": run_id},
+        run,
     ).fetchone()
     connection.execute("drop table va_repeated")
     return int(row[0]) if row else 0

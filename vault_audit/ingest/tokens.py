@@ -1,10 +1,11 @@
 """The distinct tokens of one batch, fingerprinted in Arrow memory.
 
 The compact tokens never enter a DuckDB table or operator that could spill to disk:
-Arrow finds the distinct ones and where each row's token stands among them, and
-Python hashes each distinct token once per source, remembering it for the source's
-later batches. One token serves an hour of requests, so that is a few thousand hashes
-per batch, not one per request.
+Arrow dictionary-encodes the batch's token column, which gives its distinct tokens
+and where each row's token stands among them in one pass, and Python hashes each
+distinct token once per source, remembering it for the source's later batches. One
+token serves an hour of requests, so that is a few thousand hashes per batch, not one
+per request.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ import pyarrow.compute as pc
 # The shape of a JWS in compact form: three base64url parts.
 _JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
-
-# A token's fingerprint and the two parts the decoder needs: (token_sha256, jws_shape,
-# header_segment, payload_segment); the parts are None for a string that is no JWS.
-Fingerprint = tuple[str, bool, str | None, str | None]
+# A token's fingerprint: its SHA-256 (lowercase hex) and whether it has a JWS's shape.
+Fingerprint = tuple[str, bool]
 
 # Known limitation: a source with more distinct tokens than this hashes those past it
 # again in each later batch they recur in, because remembering every token of a log of
@@ -33,46 +32,52 @@ def fingerprint_tokens(
     parsed: pa.Table, known: dict[str, Fingerprint] | None = None
 ) -> tuple[pa.Table, pa.Table]:
     """Split a parsed batch into its rows without the ``tok`` column (each with the
-    token's ``jwt_sha256`` and ``jws_shape``) and a table of its distinct tokens:
-    ``tok``, ``token_sha256``, ``jws_shape``, ``header_segment``, ``payload_segment``.
+    token's ``jwt_sha256`` and ``jws_shape``) and a table of the distinct tokens the
+    source had not shown before: ``tok``, ``token_sha256``, ``jws_shape``,
+    ``header_segment``, ``payload_segment``.
 
     ``known`` remembers the fingerprints of one source's earlier batches, so a token
-    that recurs is hashed once per source, not once per batch.
+    that recurs is hashed, decoded and collected for its signature check once per
+    source, not once per batch.
     """
     known = {} if known is None else known
-    tokens = parsed.column("tok")
-    distinct = pc.drop_null(pc.unique(tokens))
-
-    fingerprints = []
-    for token in distinct.to_pylist():
+    encoded = pc.dictionary_encode(parsed.column("tok").combine_chunks())
+    fingerprints: list[Fingerprint] = []
+    new: dict[str, Fingerprint] = {}
+    for token in encoded.dictionary.to_pylist():
         fingerprint = known.get(token)
         if fingerprint is None:
-            fingerprint = _fingerprint(token)
-            if len(known) >= _REMEMBERED_TOKENS:
-                known.clear()
-            known[token] = fingerprint
+            fingerprint = new[token] = _fingerprint(token)
         fingerprints.append(fingerprint)
-    shas, shapes, headers, payloads = zip(*fingerprints, strict=True) if fingerprints else ((),) * 4
+    if len(known) + len(new) > _REMEMBERED_TOKENS:
+        known.clear()
+    known.update(new)
 
-    token_map = pa.table(
+    shas, shapes = zip(*fingerprints, strict=True) if fingerprints else ((), ())
+    rows = parsed.drop_columns(["tok"])
+    rows = rows.append_column("jwt_sha256", pa.array(shas, pa.string()).take(encoded.indices))
+    rows = rows.append_column("jws_shape", pa.array(shapes, pa.bool_()).take(encoded.indices))
+    return rows, _token_map(new)
+
+
+def _token_map(fingerprints: dict[str, Fingerprint]) -> pa.Table:
+    """The decoder's table of tokens: the header and payload segments of each JWS."""
+    segments = [
+        token.split(".", 2)[:2] if shaped else (None, None)
+        for token, (_, shaped) in fingerprints.items()
+    ]
+    headers, payloads = zip(*segments, strict=True) if segments else ((), ())
+    return pa.table(
         {
-            "tok": distinct,
-            "token_sha256": pa.array(shas, pa.string()),
-            "jws_shape": pa.array(shapes, pa.bool_()),
+            "tok": pa.array(list(fingerprints), pa.string()),
+            "token_sha256": pa.array([sha for sha, _ in fingerprints.values()], pa.string()),
+            "jws_shape": pa.array([shaped for _, shaped in fingerprints.values()], pa.bool_()),
             "header_segment": pa.array(headers, pa.string()),
             "payload_segment": pa.array(payloads, pa.string()),
         }
     )
-    positions = pc.index_in(tokens, value_set=distinct)
-    rows = parsed.drop_columns(["tok"])
-    rows = rows.append_column("jwt_sha256", pc.take(token_map.column("token_sha256"), positions))
-    rows = rows.append_column("jws_shape", pc.take(token_map.column("jws_shape"), positions))
-    return rows, token_map
 
 
 def _fingerprint(token: str) -> Fingerprint:
     sha = hashlib.sha256(token.encode("utf-8")).hexdigest()
-    if _JWS.fullmatch(token) is None:
-        return sha, False, None, None
-    header, payload, _ = token.split(".", 2)
-    return sha, True, header, payload
+    return sha, _JWS.fullmatch(token) is not None
