@@ -180,8 +180,17 @@ def _stage_batch(
 
     rows, token_map = fingerprint_tokens(parsed, verifier.fingerprints)
     verifier.collect(connection, token_map)
-    insert = read_query("ingest/stage_access_log_insert.sql")
-    return _select_on_batch(connection, insert, va_parsed=rows)
+    return _with_token_sha256(rows)
+
+
+def _with_token_sha256(rows: pa.Table) -> pa.Table:
+    """The staged rows with one ``token_sha256``: the token's own, or the one given
+    beside claims; and ``jws_shape`` false where there was no token."""
+    is_jwt = pc.fill_null(pc.equal(rows["token_form"], "jwt"), False)
+    token_sha256 = pc.if_else(is_jwt, rows["jwt_sha256"], rows["given_sha256"])
+    jws_shape = pc.fill_null(rows["jws_shape"], False)
+    rows = rows.drop_columns(["jwt_sha256", "given_sha256", "jws_shape"])
+    return rows.append_column("token_sha256", token_sha256).append_column("jws_shape", jws_shape)
 
 
 def _select_on_batch(
@@ -190,7 +199,6 @@ def _select_on_batch(
     params: Mapping[str, object] | None = None,
     *,
     va_batch: pa.Table | None = None,
-    va_parsed: pa.Table | None = None,
     stage: pa.Table | None = None,
     normalized: pa.Table | None = None,
 ) -> pa.Table:
