@@ -46,14 +46,14 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except duckdb.OutOfMemoryException as error:
-            # Known limitation: DuckDB keeps the primary-key index of token_uses
-            # (request_id) in memory, and a file's transaction adds its rows' keys on
-            # top. Measured at the default 3GB: a single 53.5M-row log did not fit, and
-            # a store stopped taking daily files at 36.4M uses (benchmarks/README.md).
+            # DuckDB spills what it can to disk; what it cannot (an operator without an
+            # out-of-core path) fails here. Not seen since token_uses lost its key
+            # index, which had to fit in memory: a single 53.5M-row log now ingests and
+            # checks at the default 3GB (benchmarks/README.md).
             click.echo(
                 "vault-audit: error: DuckDB ran out of memory under its memory_limit "
                 f"({_first_line(error)}); the transaction it was in was rolled back. Raise "
-                "VAULT_AUDIT_MEMORY_LIMIT: the store's index of request ids must fit in it",
+                "VAULT_AUDIT_MEMORY_LIMIT, or give the input in smaller files",
                 err=True,
             )
             sys.exit(2)
