@@ -343,6 +343,25 @@ def test_a_key_repeated_in_large_batches_keeps_its_first_line(db, tmp_path, monk
     assert rows(db, "select path, count(*) from token_uses group by path") == [("/first", 125_000)]
 
 
+def test_keys_whose_hashes_collide_are_not_taken_for_repeats(db, tmp_path, monkeypatch):
+    from vault_audit.ingest import load
+
+    # Every request id of one length shares a "hash": only true repeats may go.
+    monkeypatch.setattr(load, "_KEY_HASH", "length({})")
+    earlier = write_records(tmp_path / "a.jsonl", [use("r1"), use("r2")])
+    later = write_records(tmp_path / "b.jsonl", [use("r3"), use("r2"), use("r4"), use("r3")])
+
+    results = ingest(db, earlier, later)
+
+    assert [(r.accepted, r.duplicates) for r in results] == [(2, 0), (2, 2)]
+    assert rows(db, "select request_id from token_uses order by 1") == [
+        ("r1",),
+        ("r2",),
+        ("r3",),
+        ("r4",),
+    ]
+
+
 def test_token_uses_has_no_key_index_to_outgrow_memory(db):
     # DuckDB holds a primary key's index in memory: at a 3 GB limit a store of about
     # 35M uses could take no further file.
