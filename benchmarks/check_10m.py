@@ -132,7 +132,7 @@ def build(path: Path, uses: int, threads: int) -> None:
         "uses_per_token": uses_per_token,
         "uses": SESSIONS * TOKENS_PER_SESSION * uses_per_token,
     }
-    connection = connect(path, memory_limit="3GB", threads=threads)
+    connection = connect(path, memory_limit="2GB", threads=threads)
     started = time.perf_counter()
     with transaction(connection):
         for sql in GENERATE:
@@ -144,7 +144,7 @@ def build(path: Path, uses: int, threads: int) -> None:
 
 
 def measure(path: Path, what: str, threads: int) -> dict[str, float]:
-    connection = connect(path, memory_limit="3GB", threads=threads)
+    connection = connect(path, memory_limit="2GB", threads=threads)
     started = time.perf_counter()
     if what == "check":
         result = correlate.run_check(connection, Settings(db=str(path)))

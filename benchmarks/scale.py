@@ -11,7 +11,7 @@ seed), then each step runs in its own fresh process, on the same files in the sa
   the revocations of their Supabase session (baselines/duckdb_floor.py);
 - vault-audit: ``ingest`` of the five files (with the world's JWKS), ``check``, and
   ``report --user`` for the most anomalous user, all with the default settings
-  (DuckDB memory_limit 3GB);
+  (DuckDB memory_limit 2GB);
 - pandas: read, decode claims in Python, merge_asof, rules 1, 3, 4, 7, 10, 11
   (baselines/pandas_correlation.py; needs the ``bench`` extra);
 - SQLite: executemany load with indexes, then the same correlation in one query

@@ -49,7 +49,7 @@ class _Group(click.Group):
             # DuckDB spills what it can to disk; what it cannot (an operator without an
             # out-of-core path) fails here. Not seen since token_uses lost its key
             # index, which had to fit in memory: a single 53.5M-row log now ingests and
-            # checks at the default 3GB (benchmarks/README.md).
+            # checks at the default 2GB (benchmarks/README.md).
             click.echo(
                 "vault-audit: error: DuckDB ran out of memory under its memory_limit "
                 f"({_first_line(error)}); the transaction it was in was rolled back. Raise "

@@ -48,7 +48,7 @@ def connect(
     *,
     read_only: bool = False,
     busy_timeout: float = 5.0,
-    memory_limit: str | None = "3GB",
+    memory_limit: str | None = "2GB",
     threads: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open the store at ``path``, creating and migrating it when writing.
