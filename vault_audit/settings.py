@@ -36,8 +36,9 @@ class Settings:
     jwks: str | None = None
     jwt_secret_env: str | None = None
     # DuckDB's own limit. An ingest's process peaks at about this plus 1.5 GiB (Python,
-    # Arrow batches, token fingerprints); measured on a 53.5M-row log, 2GB gave 3.4 GiB
-    # and was faster than 3GB (4.4 GiB), whose larger buffer pool only cached more.
+    # Arrow batches, token fingerprints). Measured on a 53.5M-row log: 3.3 to 3.4 GiB at
+    # 2GB, 4.3 to 4.4 GiB at 3GB, in times within the runs' spread (869 to 1,035 s
+    # against 936 to 1,005 s): the larger buffer pool only cached more.
     memory_limit: str = "2GB"
     threads: int | None = None
     busy_timeout: float = 5.0

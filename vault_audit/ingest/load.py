@@ -4,16 +4,18 @@ Every source, whatever its format, goes the same way inside one transaction, one
 batch (about 128 MiB of input) at a time, so memory stays flat whatever the file's size:
 
 1. stage     the batch's records as text fields (Arrow memory; no raw token in it)
-2. tokens    (access logs) each new distinct token decoded once; its signature is
-             verified once the whole source has been seen
+2. tokens    (access logs) each new distinct token decoded once; signatures are
+             verified in rounds of 50,000 tokens as the source is read
 3. normalize the kind's query types the fields and names the reason a record
              cannot be used
 4. land      unusable records go to `quarantine`, records whose key the store
              already holds (or that repeat within the source) count as duplicates,
              the rest are inserted
 
-and at the end the tokens are settled and `ingest_runs` gets one row, so accepted +
-duplicates + quarantined = records read, always.
+and at the end the access log's repeated request ids are removed in one pass (its
+table has no key index; see ``_drop_repeats``), the tokens are settled, a rerun's
+quarantine rows already stored are dropped, and `ingest_runs` gets one row, so
+accepted + duplicates + quarantined = records read, always.
 """
 
 from __future__ import annotations
