@@ -54,7 +54,7 @@ class Source:
     table: pa.Table | None = None
     size: int = 0
     rejects: list[tuple[int, str, str]] = field(default_factory=list)
-    # SHA-256 of the file's bytes, taken as a stream of it was read to the end.
+    # SHA-256 of the file's bytes, set once a stream has read the file to its end.
     sha256: str | None = None
 
 
