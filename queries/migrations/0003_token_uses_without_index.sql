@@ -6,8 +6,8 @@
 -- (vault_audit/ingest/load.py, _drop_repeated_uses), whose hash tables DuckDB can
 -- spill to disk.
 
-create table token_uses_keyed as select * from token_uses;
-drop table token_uses;
+-- Renamed, not copied: the rows are written once, into the new table.
+alter table token_uses rename to token_uses_keyed;
 
 create table token_uses (
     request_id varchar not null,

@@ -387,7 +387,8 @@ def _drop_repeats(connection: duckdb.DuckDBPyConnection, kind: Kind, run_id: int
     an earlier batch of the source inserted; return how many.
 
     The first row of a key stays: an earlier run's, or else the source's first (a
-    source's batches are inserted in order, so row ids follow its lines). Hash
+    source's batches are inserted one after another, so row ids follow their order;
+    within a batch ``_land_batch`` already kept the first line). Hash
     operators find the repeated keys, and only their rows are touched; DuckDB spills
     them to disk under its memory limit, so a store of any size takes another file,
     where a primary-key index had to fit in memory.
