@@ -28,14 +28,6 @@ create or replace temp macro va_bad_time(v) as not va_blank(v) and va_time(v) is
 create or replace temp macro va_is_object(v) as
     case when json_valid(v) then json_type(v) = 'OBJECT' else false end;
 
--- The compact token inside an `Authorization: Bearer <jwt>` value.
-create or replace temp macro va_bearer(v) as
-    nullif(regexp_extract(v, '^\s*[Bb][Ee][Aa][Rr][Ee][Rr]\s+(\S+)\s*$', 1), '');
-
--- The shape of a JWS in compact form: three base64url parts.
-create or replace temp macro va_jws_shape(t) as
-    regexp_full_match(t, '[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*');
-
 -- base64url (no padding) to text, null when it is not base64 or not UTF-8.
 create or replace temp macro va_b64url_text(s) as
     try(decode(from_base64(

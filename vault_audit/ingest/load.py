@@ -156,10 +156,7 @@ def load_arrow(
 
 def _stage_sql(source: Source, kind: Kind) -> str:
     """The query that stages one batch (``va_batch``) of ``source`` as text fields."""
-    parse = sources.parse_sql(source, kind.columns)
-    if kind is ACCESS_LOG:
-        parse = read_query("ingest/stage_access_log.sql").replace("{source}", parse)
-    return parse
+    return sources.parse_sql(source, kind.columns)
 
 
 def _stage_batch(
@@ -172,7 +169,8 @@ def _stage_batch(
     """One batch's records as text fields, blank lines left out.
 
     For an access log, the batch's tokens exist only in Arrow memory here: the staged
-    rows carry their SHA-256, and the verifier takes the distinct ones.
+    rows carry their SHA-256 and form (``ingest/tokens.py``), and the verifier takes
+    the distinct ones.
     """
     parsed = _select_on_batch(connection, parse, va_batch=batch)
     blank = pc.fill_null(pc.equal(parsed["parse_error"], "blank"), False)
@@ -180,19 +178,9 @@ def _stage_batch(
     if kind is not ACCESS_LOG:
         return parsed
 
-    rows, token_map = fingerprint_tokens(parsed, verifier.fingerprints)
+    rows, token_map = fingerprint_tokens(parsed, verifier.source_tokens)
     verifier.collect(connection, token_map)
-    return _with_token_sha256(rows)
-
-
-def _with_token_sha256(rows: pa.Table) -> pa.Table:
-    """The staged rows with one ``token_sha256``: the token's own, or the one given
-    beside claims; and ``jws_shape`` false where there was no token."""
-    is_jwt = pc.fill_null(pc.equal(rows["token_form"], "jwt"), False)
-    token_sha256 = pc.if_else(is_jwt, rows["jwt_sha256"], rows["given_sha256"])
-    jws_shape = pc.fill_null(rows["jws_shape"], False)
-    rows = rows.drop_columns(["jwt_sha256", "given_sha256", "jws_shape"])
-    return rows.append_column("token_sha256", token_sha256).append_column("jws_shape", jws_shape)
+    return rows
 
 
 def _select_on_batch(

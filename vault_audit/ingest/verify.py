@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from vault_audit.backend.tokens import VerificationKeys, signature_status
-from vault_audit.ingest.tokens import Fingerprint
+from vault_audit.ingest.tokens import SourceTokens
 from vault_audit.resources import read_query
 from vault_audit.settings import Settings
 
@@ -42,8 +42,8 @@ class TokenVerifier:
         self.keys = keys if keys is not None and not keys.is_empty else None
         self.verified = 0
         self._raw: dict[str, str] = {}
-        # Tokens fingerprinted in this source's earlier batches (ingest/tokens.py).
-        self.fingerprints: dict[str, Fingerprint] = {}
+        # Token values fingerprinted in this source's earlier batches (ingest/tokens.py).
+        self.source_tokens = SourceTokens()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
@@ -58,7 +58,7 @@ class TokenVerifier:
         """Start a source: empty `token_checks` and `token_statuses` tables and no raw
         tokens."""
         self._raw = {}
-        self.fingerprints = {}
+        self.source_tokens = SourceTokens()
         connection.execute(
             """
             create or replace temp table token_checks (
@@ -104,7 +104,7 @@ class TokenVerifier:
     def settle(self, connection: duckdb.DuckDBPyConnection) -> None:
         """Insert the source's new tokens into `tokens` and settle their signatures."""
         self._verify_round(connection)
-        self.fingerprints = {}
+        self.source_tokens = SourceTokens()
 
         connection.execute(
             """

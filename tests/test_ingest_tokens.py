@@ -1,0 +1,157 @@
+"""The access log's tokens, found and fingerprinted in Arrow memory (ingest/tokens.py)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.inputs import hs256, write_records
+from tests.test_ingest import ingest, rows, use
+from vault_audit import store
+from vault_audit.ingest import sources, tokens
+from vault_audit.ingest.tokens import SPACES, SourceTokens, fingerprint_tokens
+
+
+@pytest.fixture
+def db(tmp_path):
+    connection = store.connect(tmp_path / "store.duckdb")
+    yield connection
+    connection.close()
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def batch(*records: dict[str, str | None]) -> pa.Table:
+    """A parsed access-log batch: its line and the four token fields."""
+    fields = ["token", "authorization", "claims", "token_sha256"]
+    columns = {"line": pa.array(range(1, len(records) + 1), pa.int64())}
+    for name in fields:
+        columns[name] = pa.array([record.get(name) for record in records], pa.string())
+    return pa.table(columns)
+
+
+def staged(parsed: pa.Table, seen: SourceTokens | None = None) -> list[tuple]:
+    found, _ = fingerprint_tokens(parsed, seen or SourceTokens())
+    names = ["token_form", "token_sha256", "claims", "jws_shape"]
+    return list(zip(*(found[name].to_pylist() for name in names), strict=True))
+
+
+def test_a_field_is_trimmed_of_what_duckdb_trims_and_nothing_else():
+    characters = [chr(code) for code in range(0x3100) if not 0xD800 <= code <= 0xDFFF]
+    connection = duckdb.connect()
+    connection.register("padded", pa.table({"c": characters}))
+    trimmed = connection.sql("select c, trim(c || 'x' || c) = 'x' from padded").fetchall()
+
+    duckdb_trims = {c for c, trims in trimmed if trims}
+
+    assert duckdb_trims == set(SPACES)
+    assert "\t" not in SPACES and "\n" not in SPACES
+
+
+def test_each_token_form_is_found_as_the_contract_gives_it():
+    jws = hs256()
+    found = staged(
+        batch(
+            {"token": f" \u00a0{jws}\u3000"},
+            {"token": "   ", "authorization": f"\tbearer  {jws}\n"},
+            {"authorization": "Bearer "},
+            {"authorization": "Basic abc"},
+            {"authorization": "  ", "claims": '{"sub": "u"}', "token_sha256": " ABC "},
+            {"token_sha256": "DEF"},
+            {"token": "\tnot-a-jws"},
+            {"authorization": " "},
+            {},
+        )
+    )
+
+    assert found == [
+        ("jwt", sha(jws), None, True),
+        ("jwt", sha(jws), None, True),
+        ("bad_authorization", None, None, False),
+        ("bad_authorization", None, None, False),
+        ("claims", "abc", '{"sub": "u"}', False),
+        ("claims", "def", None, False),
+        ("jwt", sha("\tnot-a-jws"), None, False),
+        (None, None, None, False),
+        (None, None, None, False),
+    ]
+
+
+def test_claims_given_beside_a_token_are_set_aside_for_the_token():
+    jws = hs256()
+
+    found = staged(batch({"token": jws, "claims": '{"sub": "u"}', "token_sha256": "abc"}))
+
+    assert found == [("jwt", sha(jws), None, True)]
+
+
+def test_an_empty_batch_stages_no_rows_and_no_tokens():
+    found, token_map = fingerprint_tokens(batch(), SourceTokens())
+
+    assert found.num_rows == 0 and token_map.num_rows == 0
+    assert "token" not in found.column_names and "authorization" not in found.column_names
+
+
+def test_a_token_is_fingerprinted_once_per_source_in_every_form(monkeypatch):
+    jws = hs256()
+    other = hs256(sub="user-2")
+    calls: list[str] = []
+    fingerprint = tokens._fingerprint
+    monkeypatch.setattr(tokens, "_fingerprint", lambda t: calls.append(t) or fingerprint(t))
+    seen = SourceTokens()
+
+    first, first_map = fingerprint_tokens(
+        batch({"token": jws}, {"token": f" {jws} "}, {"authorization": f"Bearer {jws}"}), seen
+    )
+    second, second_map = fingerprint_tokens(
+        batch({"token": f" {jws} "}, {"authorization": f"Bearer {jws}"}, {"token": other}), seen
+    )
+
+    assert first["token_sha256"].to_pylist() == [sha(jws)] * 3
+    assert second["token_sha256"].to_pylist() == [sha(jws), sha(jws), sha(other)]
+    assert first_map["tok"].to_pylist() == [jws]
+    assert second_map["tok"].to_pylist() == [other]
+    assert calls == [jws, other]
+
+
+def test_a_source_past_the_remembered_values_is_still_fingerprinted_right(monkeypatch):
+    monkeypatch.setattr(tokens, "_REMEMBERED_VALUES", 2)
+    values = [hs256(sub=f"user-{index}") for index in range(4)]
+    seen = SourceTokens()
+
+    for _ in range(3):
+        found, _ = fingerprint_tokens(
+            batch(*({"token": value} for value in values), {"authorization": "Basic x"}), seen
+        )
+        assert found["token_sha256"].to_pylist() == [*map(sha, values), None]
+        assert found["token_form"].to_pylist() == ["jwt"] * 4 + ["bad_authorization"]
+        assert len(seen.token.values) <= 2
+
+
+@pytest.mark.parametrize("row_group", [2, 4, 1000])
+def test_one_token_in_three_forms_across_batches_is_one_token(db, tmp_path, monkeypatch, row_group):
+    monkeypatch.setattr(sources, "_TABLE_BYTES", 1)
+    monkeypatch.setattr(sources, "_ROW_GROUP", row_group)
+    jws = hs256()
+    forms = [
+        {"token": f" {jws}"},
+        {"token": jws},
+        {"token": None, "authorization": f"Bearer {jws}"},
+    ]
+    records = [use(f"r{index}", **forms[index % 3]) for index in range(12)]
+    path = write_records(tmp_path / "a.parquet", records)
+    pq.write_table(pq.read_table(path), path, row_group_size=row_group)
+
+    [result] = ingest(db, path)
+
+    assert (result.accepted, result.quarantined) == (12, 0)
+    assert rows(db, "select token_sha256, count(*) from token_uses group by all") == [
+        (sha(jws), 12)
+    ]
+    assert rows(db, "select token_sha256 from tokens") == [(sha(jws),)]
