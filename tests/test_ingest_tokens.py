@@ -120,18 +120,43 @@ def test_a_token_is_fingerprinted_once_per_source_in_every_form(monkeypatch):
     assert calls == [jws, other]
 
 
-def test_a_source_past_the_remembered_values_is_still_fingerprinted_right(monkeypatch):
-    monkeypatch.setattr(tokens, "_REMEMBERED_VALUES", 2)
-    values = [hs256(sub=f"user-{index}") for index in range(4)]
+def test_only_the_last_batch_is_remembered_and_a_token_that_skips_one_is_read_again(
+    monkeypatch,
+):
+    jws, other = hs256(), hs256(sub="user-2")
+    calls: list[str] = []
+    fingerprint = tokens._fingerprint
+    monkeypatch.setattr(tokens, "_fingerprint", lambda t: calls.append(t) or fingerprint(t))
     seen = SourceTokens()
 
-    for _ in range(3):
-        found, _ = fingerprint_tokens(
-            batch(*({"token": value} for value in values), {"authorization": "Basic x"}), seen
-        )
-        assert found["token_sha256"].to_pylist() == [*map(sha, values), None]
-        assert found["token_form"].to_pylist() == ["jwt"] * 4 + ["bad_authorization"]
-        assert len(seen.token.values) <= 2
+    maps = []
+    for values in ([jws, jws], [other], [jws, other]):
+        found, token_map = fingerprint_tokens(batch(*({"token": v} for v in values)), seen)
+        assert found["token_sha256"].to_pylist() == [sha(v) for v in values]
+        assert found["token_form"].to_pylist() == ["jwt"] * len(values)
+        assert sorted(seen.token.values.to_pylist()) == sorted(set(values))
+        maps.append(token_map["tok"].to_pylist())
+
+    assert maps == [[jws], [other], [jws]]
+    assert calls == [jws, other, jws]
+
+
+def test_a_token_that_comes_back_after_other_batches_is_stored_once(db, tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "_TABLE_BYTES", 1)
+    monkeypatch.setattr(sources, "_ROW_GROUP", 2)
+    jws, other = hs256(), hs256(sub="user-2")
+    order = [jws, jws, other, other, other, other, jws, f" {jws}"]
+    records = [use(f"r{index}", token=token) for index, token in enumerate(order)]
+    path = write_records(tmp_path / "a.parquet", records)
+    pq.write_table(pq.read_table(path), path, row_group_size=2)
+
+    [result] = ingest(db, path)
+
+    assert (result.accepted, result.quarantined) == (8, 0)
+    assert rows(db, "select token_sha256, count(*) from token_uses group by all order by 1") == (
+        sorted([(sha(jws), 4), (sha(other), 4)])
+    )
+    assert rows(db, "select count(*), count(distinct token_sha256) from tokens") == [(2, 2)]
 
 
 @pytest.mark.parametrize("row_group", [2, 4, 1000])
