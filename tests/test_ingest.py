@@ -755,3 +755,36 @@ def test_running_out_of_memory_is_one_line_that_says_what_to_do(tmp_path, monkey
     [line] = result.output.splitlines()
     assert line.startswith("vault-audit: error: DuckDB ran out of memory under its memory_limit")
     assert "VAULT_AUDIT_MEMORY_LIMIT" in line and "Traceback" not in result.output
+
+
+def test_workers_check_rounds_while_the_source_is_read_each_token_once(db, tmp_path, monkeypatch):
+    from vault_audit.ingest import TokenVerifier, verify
+
+    monkeypatch.setattr(verify, "_VERIFY_ROUND", 2)
+    monkeypatch.setattr(verify, "_IN_FLIGHT", 3)
+    monkeypatch.setattr(verify, "_PARALLEL_FROM", 1)
+    monkeypatch.setattr(verify.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(sources, "_TABLE_BYTES", 1)
+    monkeypatch.setattr(sources, "_ROW_GROUP", 4)
+    monkeypatch.setenv("TEST_JWT_SECRET", SECRET)
+    forged = jwt.encode(claims(sub="forged"), "another-secret-" + "y" * 32, algorithm="HS256")
+    tokens = [hs256(sub=f"user-{index}") for index in range(7)] + [forged]
+    # Each token comes back after batches without it, maybe while it is being checked.
+    records = [use(f"r{index}", token=tokens[(index * 3) % 8]) for index in range(64)]
+    path = write_records(tmp_path / "a.parquet", records)
+    pq.write_table(pq.read_table(path), path, row_group_size=4)
+
+    pools = []
+    pool = verify.ProcessPoolExecutor
+    monkeypatch.setattr(verify, "ProcessPoolExecutor", lambda **kw: pools.append(1) or pool(**kw))
+    verifier = TokenVerifier.from_settings(Settings(jwt_secret_env="TEST_JWT_SECRET"))
+    [result] = ingest(db, path, verifier=verifier)
+
+    assert result.accepted == 64
+    assert pools == [1], "one pool of workers for the source"
+    assert verifier.verified == 8
+    assert verifier._pool is None, "the workers stop with the source"
+    assert rows(db, "select signature_status, count(*) from tokens group by all order by 1") == [
+        ("invalid", 1),
+        ("valid", 7),
+    ]

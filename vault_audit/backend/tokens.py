@@ -151,6 +151,13 @@ class _Key:
         self.declared_alg: str | None = jwk.get("alg")
         self._verifiers: dict[str, tuple[Algorithm, Any]] = {}
 
+    # Pickled (for a worker process) as its JWK: the prepared keys are built again there.
+    def __getstate__(self) -> dict[str, Any]:
+        return self.jwk
+
+    def __setstate__(self, jwk: dict[str, Any]) -> None:
+        self.__init__(jwk)  # type: ignore[misc]
+
     def fits(self, algorithm: str) -> bool:
         """Whether this key can verify a signature made with ``algorithm``."""
         if self.declared_alg is not None and self.declared_alg != algorithm:

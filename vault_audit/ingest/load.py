@@ -74,50 +74,54 @@ def load_source(
     accepted = duplicates = quarantined = 0
 
     # Each batch lives in Arrow memory only while it is landed (see _select_on_batch).
-    with transaction(connection):
-        run_id = next_id(connection, "ingest_runs")
-        if kind is ACCESS_LOG:
-            verifier.begin(connection)
+    # The verifier's workers stop however the source ends.
+    try:
+        with transaction(connection):
+            run_id = next_id(connection, "ingest_runs")
+            if kind is ACCESS_LOG:
+                verifier.begin(connection)
 
-        for batch in _batches_or_empty(source, progress):
-            stage = _stage_batch(connection, kind, parse, batch, verifier)
-            normalized = _select_on_batch(connection, normalize, params, stage=stage)
-            quarantined += _quarantine_batch(connection, kind, run_id, name, stage, normalized)
-            landed, repeated = _land_batch(connection, kind, run_id, normalized)
-            accepted, duplicates = accepted + landed, duplicates + repeated
-            if kind.snapshot:
-                _record_snapshots(connection, kind, normalized)
+            for batch in _batches_or_empty(source, progress):
+                stage = _stage_batch(connection, kind, parse, batch, verifier)
+                normalized = _select_on_batch(connection, normalize, params, stage=stage)
+                quarantined += _quarantine_batch(connection, kind, run_id, name, stage, normalized)
+                landed, repeated = _land_batch(connection, kind, run_id, normalized)
+                accepted, duplicates = accepted + landed, duplicates + repeated
+                if kind.snapshot:
+                    _record_snapshots(connection, kind, normalized)
 
-        quarantined += _quarantine_rejects(connection, kind, run_id, name, source.rejects)
-        if not kind.indexed:
-            repeated = _drop_repeats(connection, kind, run_id)
-            accepted, duplicates = accepted - repeated, duplicates + repeated
-        if kind.snapshot and snapshot_at is not None:
+            quarantined += _quarantine_rejects(connection, kind, run_id, name, source.rejects)
+            if not kind.indexed:
+                repeated = _drop_repeats(connection, kind, run_id)
+                accepted, duplicates = accepted - repeated, duplicates + repeated
+            if kind.snapshot and snapshot_at is not None:
+                connection.execute(
+                    "insert or ignore into snapshots values (?, ?)", [kind.name, snapshot_at]
+                )
+            if kind is ACCESS_LOG:
+                verifier.settle(connection)
+
+            source_sha256 = source_sha256 or sources.source_sha256(source)
+            _forget_quarantined_before(connection, kind, run_id, source_sha256)
+
+            records_read = accepted + duplicates + quarantined
+            seconds = time.perf_counter() - started
             connection.execute(
-                "insert or ignore into snapshots values (?, ?)", [kind.name, snapshot_at]
+                "insert into ingest_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+                [
+                    run_id,
+                    kind.name,
+                    name,
+                    source_sha256,
+                    records_read,
+                    accepted,
+                    duplicates,
+                    quarantined,
+                    seconds,
+                ],
             )
-        if kind is ACCESS_LOG:
-            verifier.settle(connection)
-
-        source_sha256 = source_sha256 or sources.source_sha256(source)
-        _forget_quarantined_before(connection, kind, run_id, source_sha256)
-
-        records_read = accepted + duplicates + quarantined
-        seconds = time.perf_counter() - started
-        connection.execute(
-            "insert into ingest_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-            [
-                run_id,
-                kind.name,
-                name,
-                source_sha256,
-                records_read,
-                accepted,
-                duplicates,
-                quarantined,
-                seconds,
-            ],
-        )
+    finally:
+        verifier.close()
 
     log.info(
         "%s: %s, %d read, %d accepted, %d duplicate, %d quarantined, %.2f s",

@@ -9,8 +9,11 @@ only in this process's memory, for as long as one source takes.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import duckdb
 import pyarrow as pa
@@ -32,16 +35,24 @@ _PARALLEL_FROM = 4000
 # at 900 bytes each (an estimate from the token size, not measured alone).
 _VERIFY_ROUND = 50_000
 
+# A round is checked by worker processes while the source is read on. At most this
+# many tokens are in their hands at once; past it, reading waits for the oldest.
+_IN_FLIGHT = 2 * _VERIFY_ROUND
+
 
 class TokenVerifier:
     """Collects a source's distinct tokens, decodes the new ones, and verifies them in
-    rounds of ``_VERIFY_ROUND`` as the source is read; only their statuses wait for
-    the end of the source."""
+    rounds of ``_VERIFY_ROUND``: worker processes check a round while the source is
+    read on, and only the statuses wait for the end of the source."""
 
     def __init__(self, keys: VerificationKeys | None = None):
         self.keys = keys if keys is not None and not keys.is_empty else None
         self.verified = 0
         self._raw: dict[str, str] = {}
+        # Chunks of tokens the workers are checking: their SHA-256s and the statuses
+        # to come, oldest first.
+        self._in_flight: deque[tuple[list[str], Future[list[str]]]] = deque()
+        self._pool: ProcessPoolExecutor | None = None
         # Token values fingerprinted in this source's earlier batches (ingest/tokens.py).
         self.source_tokens = SourceTokens()
 
@@ -57,6 +68,7 @@ class TokenVerifier:
     def begin(self, connection: duckdb.DuckDBPyConnection) -> None:
         """Start a source: empty `token_checks` and `token_statuses` tables and no raw
         tokens."""
+        self.close()
         self._raw = {}
         self.source_tokens = SourceTokens()
         connection.execute(
@@ -93,17 +105,72 @@ class TokenVerifier:
                 if shaped:
                     self._raw.setdefault(sha, token)
             if len(self._raw) >= _VERIFY_ROUND:
-                self._verify_round(connection)
+                self._verify_round(connection, wait=False)
 
-    def _verify_round(self, connection: duckdb.DuckDBPyConnection) -> None:
-        """Check the signatures of the tokens collected so far; keep only the statuses."""
-        va_round = self._statuses(connection)  # noqa: F841 (read by the query below)
+    def _verify_round(self, connection: duckdb.DuckDBPyConnection, *, wait: bool) -> None:
+        """Hand the tokens collected so far to be checked; store the statuses of the
+        checks that are done, of all of them when ``wait``. Only the statuses are kept."""
+        shas = self._unchecked(connection)
+        tokens = [self._raw[sha] for sha in shas]
         self._raw = {}
+        if tokens:
+            self._check(connection, shas, tokens)
+        in_flight = sum(len(chunk) for chunk, _ in self._in_flight)
+        while self._in_flight and (wait or in_flight > _IN_FLIGHT or self._in_flight[0][1].done()):
+            chunk, future = self._in_flight.popleft()
+            self._store_statuses(connection, chunk, future.result())
+            in_flight -= len(chunk)
+
+    def _check(
+        self, connection: duckdb.DuckDBPyConnection, shas: list[str], tokens: list[str]
+    ) -> None:
+        """Check a few tokens here and now; hand many to the worker processes."""
+        assert self.keys is not None
+        workers = min(os.cpu_count() or 1, 8)
+        if workers < 2 or (self._pool is None and len(tokens) < _PARALLEL_FROM):
+            statuses = [signature_status(token, self.keys) for token in tokens]
+            self._store_statuses(connection, shas, statuses)
+            return
+        if self._pool is None:
+            # Spawned, not forked: a forked worker would keep its own copy of every
+            # page of this process's memory that changes while the source is read.
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self.keys,),
+            )
+        size = -(-len(tokens) // (workers * 4))
+        for start in range(0, len(tokens), size):
+            future = self._pool.submit(_verify_chunk, tokens[start : start + size])
+            self._in_flight.append((shas[start : start + size], future))
+
+    def _store_statuses(
+        self, connection: duckdb.DuckDBPyConnection, shas: list[str], statuses: Sequence[str]
+    ) -> None:
+        self.verified += len(statuses)
+        if statuses:
+            log.info("verified %d distinct tokens", len(statuses))
+        va_round = pa.table(  # noqa: F841 (read by the query below)
+            {
+                "token_sha256": pa.array(shas, pa.string()),
+                "signature_status": pa.array(statuses, pa.string()),
+                "verified_with": pa.array([self.fingerprint] * len(shas), pa.string()),
+            }
+        )
         connection.execute("insert into token_statuses select * from va_round")
+
+    def close(self) -> None:
+        """Stop the workers and forget what they were checking (an ingest that failed)."""
+        self._in_flight.clear()
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
     def settle(self, connection: duckdb.DuckDBPyConnection) -> None:
         """Insert the source's new tokens into `tokens` and settle their signatures."""
-        self._verify_round(connection)
+        self._verify_round(connection, wait=True)
+        self.close()
         self.source_tokens = SourceTokens()
 
         connection.execute(
@@ -130,54 +197,36 @@ class TokenVerifier:
         connection.execute("drop table token_checks")
         connection.execute("drop table token_statuses")
 
-    def _statuses(self, connection: duckdb.DuckDBPyConnection) -> pa.Table:
-        """Signature status of every collected token this key set has not decided, in
-        the store or in an earlier round of this source."""
-        shas: list[str] = []
-        if self.keys is not None and self._raw:
-            # Read by replacement scan: a view registered inside the source's
-            # transaction would keep every round's table until the commit.
-            va_seen = pa.table({"token_sha256": list(self._raw)})  # noqa: F841
-            rows = connection.execute(
-                """
-                select token_sha256 from va_seen
-                where token_sha256 not in (
-                    select token_sha256 from tokens where verified_with = ?
-                )
-                and token_sha256 not in (select token_sha256 from token_statuses)
-                and token_sha256 not in (
-                    select token_sha256 from token_checks where error is not null
-                )
-                """,
-                [self.fingerprint],
-            ).fetchall()
-            shas = [row[0] for row in rows]
-
-        results = self._verify_all([self._raw[sha] for sha in shas])
-        self.verified += len(results)
-        if results:
-            log.info("verified %d distinct tokens", len(results))
-        return pa.table(
+    def _unchecked(self, connection: duckdb.DuckDBPyConnection) -> list[str]:
+        """The collected tokens this key set has not decided, in the store or earlier
+        in this source, and that are not being checked now."""
+        if self.keys is None or not self._raw:
+            return []
+        # Read by replacement scan: a view registered inside the source's
+        # transaction would keep every round's table until the commit.
+        va_seen = pa.table({"token_sha256": list(self._raw)})  # noqa: F841
+        va_in_flight = pa.table(  # noqa: F841
             {
-                "token_sha256": pa.array(shas, pa.string()),
-                "signature_status": pa.array(results, pa.string()),
-                "verified_with": pa.array([self.fingerprint] * len(shas), pa.string()),
+                "token_sha256": pa.array(
+                    [sha for chunk, _ in self._in_flight for sha in chunk], pa.string()
+                )
             }
         )
-
-    def _verify_all(self, tokens: list[str]) -> list[str]:
-        if not tokens:
-            return []
-        assert self.keys is not None
-        workers = min(os.cpu_count() or 1, 8)
-        if len(tokens) < _PARALLEL_FROM or workers < 2:
-            return [signature_status(token, self.keys) for token in tokens]
-        size = -(-len(tokens) // (workers * 4))
-        chunks = [tokens[start : start + size] for start in range(0, len(tokens), size)]
-        with ProcessPoolExecutor(
-            max_workers=workers, initializer=_init_worker, initargs=(self.keys,)
-        ) as pool:
-            return [status for chunk in pool.map(_verify_chunk, chunks) for status in chunk]
+        rows = connection.execute(
+            """
+            select token_sha256 from va_seen
+            where token_sha256 not in (
+                select token_sha256 from tokens where verified_with = ?
+            )
+            and token_sha256 not in (select token_sha256 from token_statuses)
+            and token_sha256 not in (select token_sha256 from va_in_flight)
+            and token_sha256 not in (
+                select token_sha256 from token_checks where error is not null
+            )
+            """,
+            [self.fingerprint],
+        ).fetchall()
+        return [row[0] for row in rows]
 
 
 _worker_keys: VerificationKeys | None = None
