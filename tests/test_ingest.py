@@ -788,3 +788,59 @@ def test_workers_check_rounds_while_the_source_is_read_each_token_once(db, tmp_p
         ("invalid", 1),
         ("valid", 7),
     ]
+
+
+def test_access_log_fields_are_trimmed_of_spaces_as_duckdb_trims(db, tmp_path):
+    pad = " \u00a0\u3000"
+    records = [
+        use(
+            f"{pad}r1{pad}",
+            at=f"{pad}2026-01-01T12:05:00Z ",
+            method=" get ",
+            status=" 200\u2009",
+            decision=f"{pad}Allow{pad}",
+            ip=f" {pad}",
+            workspace_id=" ws-1 ",
+            resource="\u3000secret:s-1",
+        ),
+        use("r2", decision="\tallow"),
+        use(f" {pad} "),
+        use("r4", status=" ", at=" 1767269100 "),
+    ]
+    path = write_records(tmp_path / "a.jsonl", records)
+
+    [result] = ingest(db, path)
+
+    assert (result.accepted, result.quarantined) == (2, 2)
+    assert rows(
+        db,
+        "select request_id, used_at, method, status, decision, ip, workspace_id, resource "
+        "from token_uses order by request_id",
+    ) == [
+        (
+            "r1",
+            datetime(2026, 1, 1, 12, 5, tzinfo=UTC),
+            "GET",
+            200,
+            "allow",
+            None,
+            "ws-1",
+            "secret:s-1",
+        ),
+        (
+            "r4",
+            datetime(2026, 1, 1, 12, 5, tzinfo=UTC),
+            "GET",
+            None,
+            "allow",
+            "203.0.113.7",
+            "ws-1",
+            "secret:s-1",
+        ),
+    ]
+    quarantined = rows(db, "select line, reason, record from quarantine order by line")
+    assert [(line, reason) for line, reason, _ in quarantined] == [
+        (2, "unknown decision value"),
+        (3, "missing key field: request_id"),
+    ]
+    assert '"decision":"\\tallow"' in quarantined[0][2], "the quarantine shows the field as given"

@@ -28,6 +28,10 @@ class Kind:
     # Whether the table's primary key keeps `key` unique. When it does not (a key
     # index too big to hold in memory), the loader removes a source's repeats itself.
     indexed: bool = True
+    # Fields the kind's query takes trimmed of spaces already: the loader trims them in
+    # Arrow, about ten times faster than DuckDB's trim (measured: 1.5 ms against 18 ms
+    # for 122,880 request ids).
+    trimmed: tuple[str, ...] = ()
 
 
 VAULT_EVENTS = Kind(
@@ -62,6 +66,7 @@ ACCESS_LOG = Kind(
     query="ingest/access_log.sql",
     signature=frozenset({"request_id"}),
     indexed=False,
+    trimmed=("request_id", "at", "method", "status", "decision", "ip", "workspace_id", "resource"),
 )
 
 SUPABASE_AUDIT = Kind(

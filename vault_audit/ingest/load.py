@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 from vault_audit.ingest import sources
 from vault_audit.ingest.kinds import ACCESS_LOG, Kind
 from vault_audit.ingest.sources import Source
-from vault_audit.ingest.tokens import fingerprint_tokens
+from vault_audit.ingest.tokens import SPACES, fingerprint_tokens
 from vault_audit.ingest.verify import TokenVerifier
 from vault_audit.resources import read_query
 from vault_audit.store import next_id, transaction
@@ -83,7 +83,8 @@ def load_source(
 
             for batch in _batches_or_empty(source, progress):
                 stage = _stage_batch(connection, kind, parse, batch, verifier)
-                normalized = _select_on_batch(connection, normalize, params, stage=stage)
+                fields = _trimmed(stage, kind.trimmed)
+                normalized = _select_on_batch(connection, normalize, params, stage=fields)
                 quarantined += _quarantine_batch(connection, kind, run_id, name, stage, normalized)
                 landed, repeated = _land_batch(connection, kind, run_id, normalized)
                 accepted, duplicates = accepted + landed, duplicates + repeated
@@ -185,6 +186,15 @@ def _stage_batch(
     rows, token_map = fingerprint_tokens(parsed, verifier.source_tokens)
     verifier.collect(connection, token_map)
     return rows
+
+
+def _trimmed(stage: pa.Table, names: tuple[str, ...]) -> pa.Table:
+    """The staged rows with these fields trimmed of what DuckDB's trim removes; the
+    quarantine still shows the fields as they were given."""
+    for name in names:
+        index = stage.schema.get_field_index(name)
+        stage = stage.set_column(index, name, pc.utf8_trim(stage[name], SPACES))
+    return stage
 
 
 def _select_on_batch(
