@@ -180,3 +180,29 @@ def test_one_token_in_three_forms_across_batches_is_one_token(db, tmp_path, monk
         (sha(jws), 12)
     ]
     assert rows(db, "select token_sha256 from tokens") == [(sha(jws),)]
+
+
+@pytest.mark.parametrize("token_type", [pa.string(), pa.large_string(), pa.binary()])
+def test_a_parquet_token_column_of_any_text_type_gives_the_same_rows(db, tmp_path, token_type):
+    jws = hs256()
+    table = pa.table(
+        {
+            "request_id": ["r1", "r2", "r3", "r4"],
+            "at": ["2026-01-01T12:05:00Z"] * 4,
+            "decision": ["allow"] * 4,
+            "Token": pa.array([f" {jws} ", None, "", None], token_type),
+            "AUTHORIZATION": [None, f"Bearer {jws}", f"bearer {jws}", "Basic abc"],
+        }
+    )
+    path = tmp_path / "a.parquet"
+    pq.write_table(table, path)
+
+    [result] = ingest(db, path)
+
+    assert (result.accepted, result.quarantined) == (3, 1)
+    assert rows(db, "select request_id, token_sha256 from token_uses order by 1") == [
+        ("r1", sha(jws)),
+        ("r2", sha(jws)),
+        ("r3", sha(jws)),
+    ]
+    assert rows(db, "select reason from quarantine") == [("authorization is not a Bearer token",)]
