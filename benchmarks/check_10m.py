@@ -23,6 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "baselines"))
+from duckdb_floor import STORE_RANGE_JOIN  # noqa: E402
+
 from vault_audit import correlate
 from vault_audit.settings import Settings
 from vault_audit.store import connect, transaction
@@ -111,15 +114,6 @@ GENERATE = [
        where h < 20 or s % $revoke_every <> 0""",
 ]
 
-BARE_RANGE_JOIN = """
-    select count(*)
-    from token_uses as uses
-    join tokens on tokens.token_sha256 = uses.token_sha256
-    join vault_events as revocations
-      on revocations.type = 'session.revoke'
-     and revocations.supabase_session_id = tokens.session_id
-     and revocations.occurred_at <= uses.used_at
-"""
 
 
 def build(path: Path, uses: int, threads: int) -> None:
@@ -150,7 +144,7 @@ def measure(path: Path, what: str, threads: int) -> dict[str, float]:
         result = correlate.run_check(connection, Settings(db=str(path)))
         rows = result.classified_uses
     else:
-        row = connection.execute(BARE_RANGE_JOIN).fetchone()
+        row = connection.execute(STORE_RANGE_JOIN).fetchone()
         rows = int(row[0]) if row else 0
     # Closing checkpoints what the check wrote; the command pays for it, so it counts.
     connection.close()

@@ -11,7 +11,8 @@ seed), then each step runs in its own fresh process, on the same files in the sa
   the revocations of their Supabase session (baselines/duckdb_floor.py);
 - vault-audit: ``ingest`` of the five files (with the world's JWKS), ``check``, and
   ``report --user`` for the most anomalous user, all with the default settings
-  (DuckDB memory_limit 2GB);
+  (DuckDB memory_limit 2GB); between ingest and check, the bare range join on
+  vault-audit's own store (a ``count(*)``), which the check is set beside;
 - pandas: read, decode claims in Python, merge_asof, rules 1, 3, 4, 7, 10, 11
   (baselines/pandas_correlation.py; needs the ``bench`` extra);
 - SQLite: executemany load with indexes, then the same correlation in one query
@@ -62,6 +63,7 @@ STEPS = (
     ("floor-load", "floor: DuckDB load of the 5 files", "load"),
     ("floor-join", "floor: bare range join", "join"),
     ("ingest", "vault-audit ingest (5 files)", "load"),
+    ("store-join", "bare range join on vault-audit's store", None),
     ("check", "vault-audit check", "join"),
     ("report", "vault-audit report --user", None),
     ("pandas", "pandas: read + decode + correlate", "total"),
@@ -374,6 +376,13 @@ def _comparisons(seconds: dict[str, float], steps: dict[str, dict[str, Any]]) ->
                 f"{seconds[other]:.1f} s; vault-audit is {max(ratio, 1 / ratio):.2f}x {faster}"
             )
 
+    if "check" in steps and "store-join" in steps:
+        check, join = steps["check"]["seconds"], steps["store-join"]["seconds"]
+        lines.append(
+            f"check vs the bare range join on the same store: {check:.2f} s vs {join:.2f} s "
+            f"({check / join:.1f}x; {steps['store-join']['rows']:,} joined rows)"
+        )
+
     peaks = [steps[step]["peak_mib"] for step in ("ingest", "check", "report") if step in steps]
     if peaks:
         met = "met" if max(peaks) < TARGET_PEAK_MIB else "NOT met"
@@ -509,6 +518,11 @@ def step_floor_join(options: argparse.Namespace) -> dict[str, Any]:
     return {"rows": floor.bare_range_join(options.work / "floor.duckdb")}
 
 
+def step_store_join(options: argparse.Namespace) -> dict[str, Any]:
+    floor = _baseline("duckdb_floor")
+    return {"rows": floor.store_range_join(Path(_store(options)))}
+
+
 def step_pandas(options: argparse.Namespace) -> dict[str, Any]:
     return _baseline("pandas_correlation").correlate(options.data)
 
@@ -530,6 +544,7 @@ STEP_FUNCTIONS = {
     "report": step_report,
     "floor-load": step_floor_load,
     "floor-join": step_floor_join,
+    "store-join": step_store_join,
     "pandas": step_pandas,
     "sqlite-load": step_sqlite_load,
     "sqlite-query": step_sqlite_query,

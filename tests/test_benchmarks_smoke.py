@@ -41,12 +41,14 @@ def test_the_scale_benchmark_prints_its_table_on_a_tiny_world(tmp_path: Path) ->
     for label in (
         "floor: DuckDB load of the 5 files",
         "vault-audit ingest (5 files)",
+        "bare range join on vault-audit's store",
         "vault-audit check",
         "vault-audit report --user",
         "sqlite: correlation query",
     ):
         assert re.search(rf"\| {re.escape(label)} \| \d+\.\d\d \|", output), label
     assert "target under 4,096 MiB" in output
+    assert re.search(r"check vs the bare range join on the same store: .*\d+\.\dx", output)
 
     # Every tool that implements the scope puts the same token uses in it.
     scoped = re.search(r"token uses in scope: (.*)", output)
@@ -55,5 +57,12 @@ def test_the_scale_benchmark_prints_its_table_on_a_tiny_world(tmp_path: Path) ->
     assert len(counts) == 1 and counts.pop() > 0, scoped.group(0)
 
     results = json.loads((tmp_path / "scale-results-1000-seed0.json").read_text())
-    assert set(results["steps"]) >= {"ingest", "check", "report", "floor-load", "floor-join"}
+    assert set(results["steps"]) >= {
+        "ingest",
+        "store-join",
+        "check",
+        "report",
+        "floor-load",
+        "floor-join",
+    }
     assert not (tmp_path / "scale-1000-seed0-work").exists()

@@ -11,6 +11,10 @@ Two steps, each timed on its own by ``benchmarks/scale.py``:
   every use to the ``session.revoke`` events of its Supabase session at or before the
   use. No record merging, no latest-record rule, no verdicts: a lower bound, not an
   answer.
+- ``store_range_join``: the same bare join on vault-audit's own store, where claims
+  were decoded at ingest: each use, its token's Supabase session, and the
+  ``session.revoke`` events of that session at or before the use. This is the join
+  ``vault-audit check`` is set beside on the same store.
 """
 
 from __future__ import annotations
@@ -57,6 +61,18 @@ join revocations
 """
 
 
+# Over vault-audit's tables (queries/migrations): a count, so nothing is written.
+STORE_RANGE_JOIN = """
+select count(*)
+from token_uses as uses
+join tokens on tokens.token_sha256 = uses.token_sha256
+join vault_events as revocations
+  on revocations.type = 'session.revoke'
+ and revocations.supabase_session_id = tokens.session_id
+ and revocations.occurred_at <= uses.used_at
+"""
+
+
 def table_name(kind: str) -> str:
     return kind.replace("-", "_")
 
@@ -86,5 +102,13 @@ def bare_range_join(database: Path) -> int:
     """Rows of the bare join of uses to earlier revocations of their Supabase session."""
     connection = duckdb.connect(str(database))
     row = connection.execute(BARE_RANGE_JOIN).fetchone()
+    connection.close()
+    return int(row[0]) if row else 0
+
+
+def store_range_join(database: Path) -> int:
+    """Rows of the bare join of uses to earlier revocations, on a vault-audit store."""
+    connection = duckdb.connect(str(database), read_only=True)
+    row = connection.execute(STORE_RANGE_JOIN).fetchone()
     connection.close()
     return int(row[0]) if row else 0
