@@ -178,8 +178,10 @@ def _stage_batch(
     the distinct ones.
     """
     parsed = _select_on_batch(connection, parse, va_batch=batch)
+    # Filtering copies every column, so only a batch with blank lines pays for it.
     blank = pc.fill_null(pc.equal(parsed["parse_error"], "blank"), False)
-    parsed = parsed.filter(pc.invert(blank))
+    if pc.any(blank).as_py():
+        parsed = parsed.filter(pc.invert(blank))
     if kind is not ACCESS_LOG:
         return parsed
 
@@ -376,8 +378,11 @@ def _repeats_a_key(kind: Kind, normalized: pa.Table, usable: int) -> bool:
     """Whether two usable records of the batch share a key."""
     if len(kind.key) > 1:
         return True
-    keys = normalized.filter(pc.is_null(normalized["reason"])).column(kind.key[0])
-    return bool(pc.count_distinct(keys, mode="all").as_py() < usable)
+    # The key column alone: filtering the table would copy all of its columns. unique
+    # counts a null key once, as count_distinct(mode="all") does, in half its time
+    # (measured: 0.03 to 0.04 s against 0.07 to 0.16 s for 260,000 keys).
+    keys = normalized.column(kind.key[0]).filter(pc.is_null(normalized["reason"]))
+    return len(pc.unique(keys)) < usable
 
 
 # How _drop_repeats hashes a key: DuckDB's 64-bit hash (a test makes it collide).
