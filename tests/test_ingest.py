@@ -190,6 +190,16 @@ def test_a_snapshot_with_only_the_shared_columns_is_refused_as_ambiguous():
         detect_kind(("id", "user_id", "created_at", "snapshot_at"), "snapshot.csv")
 
 
+def test_vault_audits_own_verdicts_are_not_taken_for_an_access_log(db, tmp_path):
+    truth = {"request_id": "r1", "verdict": "anomalous", "reason": "subject_mismatch"}
+    path = write_records(tmp_path / "ground_truth.jsonl", [truth])
+
+    with pytest.raises(InputError, match="cannot tell the kind of .*ground_truth.jsonl"):
+        ingest(db, path)
+    [result] = ingest(db, path, kind="access-log")
+    assert (result.records_read, result.quarantined) == (1, 1)
+
+
 def test_a_file_of_the_wrong_kind_is_refused(db, tmp_path):
     path = write_records(tmp_path / "events.jsonl", [event("e1")])
 

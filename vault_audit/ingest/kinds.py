@@ -65,6 +65,9 @@ ACCESS_LOG = Kind(
     key=("request_id",),
     query="ingest/access_log.sql",
     signature=frozenset({"request_id"}),
+    # A file with a verdict is vault-audit's own output (the simulator's ground truth,
+    # `check --detail uses`), not a log; --kind still takes it as one.
+    excludes=frozenset({"verdict"}),
     indexed=False,
     trimmed=("request_id", "at", "method", "status", "decision", "ip", "workspace_id", "resource"),
 )
