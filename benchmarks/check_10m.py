@@ -115,7 +115,6 @@ GENERATE = [
 ]
 
 
-
 def build(path: Path, uses: int, threads: int) -> None:
     uses_per_token = uses // (SESSIONS * TOKENS_PER_SESSION)
     values = {
