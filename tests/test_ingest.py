@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.inputs import NOW, SECRET, claims, hs256, write_records
-from vault_audit import store
+from vault_audit import correlate, store
 from vault_audit.cli import main
 from vault_audit.errors import InputError
 from vault_audit.ingest import ingest_files, sources
@@ -188,6 +188,25 @@ def test_a_snapshot_with_only_the_shared_columns_is_refused_as_ambiguous():
         InputError, match="could be supabase-sessions or device-sessions; pass --kind"
     ):
         detect_kind(("id", "user_id", "created_at", "snapshot_at"), "snapshot.csv")
+
+
+def test_rule_3_holds_a_fractional_lifetime_to_the_policy_exactly(db, tmp_path):
+    # NumericDate claims may have fractions; Supabase writes whole seconds.
+    register = event("e1", type="session.register", occurred_at="2026-01-01T11:00:00Z")
+    events = write_records(tmp_path / "events.jsonl", [register, event("e2")])
+    issued = NOW - 1800 + 0.5
+    uses = [
+        use("over", at="2026-01-01T12:10:00Z", token=hs256(iat=issued, exp=issued + 3600.4)),
+        use("at", at="2026-01-01T12:10:00Z", token=hs256(iat=issued, exp=issued + 3600)),
+    ]
+    ingest(db, events, write_records(tmp_path / "access.jsonl", uses))
+
+    correlate.run_check(db, Settings())
+
+    assert rows(db, "select request_id, reason from classified_uses order by 1") == [
+        ("at", "residual_token_validity"),
+        ("over", "lifetime_exceeds_policy"),
+    ]
 
 
 def test_vault_audits_own_verdicts_are_not_taken_for_an_access_log(db, tmp_path):
