@@ -67,6 +67,8 @@ def write_world(folder: Path, secret: str) -> tuple[list[Path], list[str]]:
     in_bad_line = signed(secret, jti_marker="bad-line")
     in_split_row = signed(secret, jti_marker="split-row")
     in_csv_row = signed(secret, jti_marker="csv-row")
+    in_path = signed(secret, jti_marker="query-string")
+    in_user_agent = signed(secret, jti_marker="user-agent")
 
     events = folder / "vault-events.jsonl"
     target = '{"device_session_id": "dev-1", "user_id": "user-1", "supabase_session_id": "sess-1"}'
@@ -99,6 +101,15 @@ def write_world(folder: Path, secret: str) -> tuple[list[Path], list[str]]:
         + b"\n"
         + use("r6", "2026-01-01T12:09:00Z", token=in_split_row, x="\x01").encode()
         + b"\n"
+        # Accepted records that carry a token outside the token fields.
+        + use("r9", "2026-01-01T12:12:00Z", token=in_path)
+        .replace("/v1/s", f"/v1/s?access_token={in_path}")
+        .encode()
+        + b"\n"
+        + use("r10", "2026-01-01T12:13:00Z", token=good)
+        .replace("Mozilla/5.0", f"sdk/1.0 (jwt {in_user_agent})")
+        .encode()
+        + b"\n"
     )
     csv = folder / "access-log.csv"
     csv.write_text(
@@ -107,6 +118,7 @@ def write_world(folder: Path, secret: str) -> tuple[list[Path], list[str]]:
         f"r8,2026-01-01T12:11:00Z,allow,{in_csv_row},one field too many\n"
     )
     tokens = [good, forged, expired, in_bad_line, in_split_row, in_csv_row]
+    tokens += [in_path, in_user_agent]
     return [events, access, csv], tokens
 
 

@@ -37,6 +37,18 @@ create or replace temp macro va_b64url_text(s) as
         replace(replace(s, '-', '+'), '_', '/') || repeat('=', (4 - length(s) % 4) % 4)
     )));
 
+-- A logged field of an accepted record with any JWT in it masked: clients put tokens in
+-- query strings (?access_token=) and odd user agents, and no raw token may be stored.
+-- A JWS starts with eyJ (base64url of '{"'), so only a field holding that pays for the
+-- regular expression.
+create or replace temp macro va_redact_jwts(v) as
+    case
+        when contains(v, 'eyJ') then regexp_replace(
+            v, 'eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*', '[redacted token]', 'g'
+        )
+        else v
+    end;
+
 -- Text that may hold a token, fit for the quarantine: tokens and bearer values
 -- masked, and long records cut. A CSV row names no keys, so any three dotted runs
 -- of base64url of 8 characters or more count as a token there, whatever they start with.
