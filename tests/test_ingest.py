@@ -219,6 +219,18 @@ def test_vault_audits_own_verdicts_are_not_taken_for_an_access_log(db, tmp_path)
     assert (result.records_read, result.quarantined) == (1, 1)
 
 
+def test_a_kind_named_against_what_the_columns_show_is_refused(db, tmp_path):
+    events = write_records(tmp_path / "events.jsonl", [event("e1")])
+    audit_log = write_records(tmp_path / "audit.jsonl", [audit("a1")])
+    snapshot_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    with pytest.raises(InputError, match="its columns are those of vault-events; check --kind"):
+        ingest(db, events, kind="device-sessions", snapshot_at=snapshot_at)
+    with pytest.raises(InputError, match="its columns are those of supabase-audit"):
+        ingest(db, audit_log, kind="supabase-sessions", snapshot_at=snapshot_at)
+    assert rows(db, "select count(*) from ingest_runs") == [(0,)]
+
+
 def test_a_file_of_the_wrong_kind_is_refused(db, tmp_path):
     path = write_records(tmp_path / "events.jsonl", [event("e1")])
 

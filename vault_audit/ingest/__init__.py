@@ -129,6 +129,15 @@ def _plan(path: Path, chosen: Kind | None, snapshot_at: datetime | None) -> tupl
     return source, kind
 
 
+def _detected_kind(columns: Iterable[str]) -> Kind | None:
+    """The one kind the columns show, or None where they are ambiguous or fit none: then
+    --kind has the last word."""
+    try:
+        return detect_kind(columns, "")
+    except InputError:
+        return None
+
+
 def _check_columns(
     kind: Kind, columns: Iterable[str], name: str, snapshot_at: datetime | None
 ) -> None:
@@ -141,6 +150,12 @@ def _check_columns(
     missing = [column for column in kind.key if column != "snapshot_at" and column not in present]
     if missing:
         raise InputError(f"{name} is not {kind.name}: it has no {missing[0]} column")
+    detected = _detected_kind(present)
+    if detected is not None and detected is not kind:
+        raise InputError(
+            f"{name} is not {kind.name}: its columns are those of {detected.name}; "
+            "check --kind"
+        )
     if kind.snapshot and snapshot_at is None and "snapshot_at" not in present:
         raise InputError(
             f"{name} is a snapshot without a time: pass --snapshot-at or add a snapshot_at column"
