@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from datetime import datetime, timezone
@@ -229,6 +230,19 @@ def test_a_kind_named_against_what_the_columns_show_is_refused(db, tmp_path):
     with pytest.raises(InputError, match="its columns are those of supabase-audit"):
         ingest(db, audit_log, kind="supabase-sessions", snapshot_at=snapshot_at)
     assert rows(db, "select count(*) from ingest_runs") == [(0,)]
+
+
+@pytest.mark.parametrize("name", ["events.csv", "events.jsonl", "events.csv.gz"])
+def test_a_byte_order_mark_before_the_first_column_is_not_part_of_its_name(db, tmp_path, name):
+    plain = write_records(tmp_path / name, [event("e1")])
+    marked = tmp_path / f"marked-{name}"
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(plain, "rb") as source, opener(marked, "wb") as target:
+        target.write(b"\xef\xbb\xbf" + source.read())
+
+    [result] = ingest(db, marked)
+
+    assert (result.kind, result.accepted) == ("vault-events", 1)
 
 
 def test_a_file_of_the_wrong_kind_is_refused(db, tmp_path):

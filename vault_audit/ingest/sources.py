@@ -148,7 +148,10 @@ def _first_text(path: Path, compressed: bool) -> tuple[str, bool]:
     try:
         with opener(path, "rb") as handle:
             data = handle.read(_SAMPLE_BYTES + 1)
-        return data[:_SAMPLE_BYTES].decode("utf-8", errors="replace"), len(data) > _SAMPLE_BYTES
+        # A UTF-8 byte order mark (spreadsheet exports write one) is not part of the
+        # first column's name; pyarrow's reader skips it too.
+        text = data[:_SAMPLE_BYTES].decode("utf-8", errors="replace").removeprefix("\ufeff")
+        return text, len(data) > _SAMPLE_BYTES
     except gzip.BadGzipFile as error:
         raise InputError(f"cannot read {path}: {error}") from None
 
