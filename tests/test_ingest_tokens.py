@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 import duckdb
+import jwt
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.inputs import hs256, write_records
-from tests.test_ingest import ingest, rows, use
+from tests.inputs import SECRET, claims, hs256, write_records
+from tests.test_ingest import _es256_keys, ingest, rows, use
 from vault_audit import store
-from vault_audit.ingest import sources, tokens
+from vault_audit.ingest import TokenVerifier, sources, tokens
 from vault_audit.ingest.tokens import SPACES, SourceTokens, fingerprint_tokens
+from vault_audit.settings import Settings
 
 
 @pytest.fixture
@@ -206,3 +210,81 @@ def test_a_parquet_token_column_of_any_text_type_gives_the_same_rows(db, tmp_pat
         ("r3", sha(jws)),
     ]
     assert rows(db, "select reason from quarantine") == [("authorization is not a Bearer token",)]
+
+
+def jwks_settings(path: Path, *public: dict) -> Settings:
+    path.write_text(json.dumps({"keys": list(public)}))
+    return Settings(jwks=str(path))
+
+
+def status_of(db, token: str) -> list[tuple]:
+    return db.execute(
+        "select signature_status, verified_with from tokens where token_sha256 = ?", [sha(token)]
+    ).fetchall()
+
+
+def ingest_token(db, tmp_path: Path, token: str, settings: Settings, name: str) -> None:
+    """Ingest the token in a new request of a new file."""
+    [result] = ingest(
+        db, write_records(tmp_path / name, [use(name, token=token)]), settings=settings
+    )
+    assert (result.accepted, result.quarantined) == (1, 0)
+
+
+def test_an_invalid_status_stays_invalid_when_later_keys_have_none_that_fits(
+    db, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TEST_JWT_SECRET", SECRET)
+    _, public = _es256_keys("ec1")
+    forger, _ = _es256_keys("ec1")
+    forged = jwt.encode(claims(sub="forged"), forger, "ES256", headers={"kid": "ec1"})
+    jwks = jwks_settings(tmp_path / "jwks.json", public)
+    ingest_token(db, tmp_path, forged, jwks, "a.jsonl")
+    decided = status_of(db, forged)
+
+    ingest_token(db, tmp_path, forged, Settings(jwt_secret_env="TEST_JWT_SECRET"), "b.jsonl")
+
+    assert decided == [("invalid", TokenVerifier.from_settings(jwks).fingerprint)]
+    assert status_of(db, forged) == decided
+
+
+def test_a_valid_status_stays_valid_when_later_keys_have_none_that_fits(db, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_JWT_SECRET", SECRET)
+    signing, public = _es256_keys("ec1")
+    good = jwt.encode(claims(sub="good"), signing, "ES256", headers={"kid": "ec1"})
+    jwks = jwks_settings(tmp_path / "jwks.json", public)
+    ingest_token(db, tmp_path, good, jwks, "a.jsonl")
+    decided = status_of(db, good)
+
+    ingest_token(db, tmp_path, good, Settings(jwt_secret_env="TEST_JWT_SECRET"), "b.jsonl")
+
+    assert decided == [("valid", TokenVerifier.from_settings(jwks).fingerprint)]
+    assert status_of(db, good) == decided
+
+
+def test_an_unverified_status_becomes_valid_when_later_keys_verify_it(db, tmp_path):
+    signing, public = _es256_keys("ec1")
+    good = jwt.encode(claims(sub="good"), signing, "ES256", headers={"kid": "ec1"})
+    jwks = jwks_settings(tmp_path / "jwks.json", public)
+    ingest_token(db, tmp_path, good, Settings(), "a.jsonl")
+    unverified = status_of(db, good)
+
+    ingest_token(db, tmp_path, good, jwks, "b.jsonl")
+
+    assert unverified == [("unverified", None)]
+    assert status_of(db, good) == [("valid", TokenVerifier.from_settings(jwks).fingerprint)]
+
+
+def test_an_invalid_status_becomes_valid_under_later_keys_that_verify_it(db, tmp_path):
+    signing, public = _es256_keys("ec1")
+    _, stranger = _es256_keys("ec1")
+    token = jwt.encode(claims(sub="rotated"), signing, "ES256", headers={"kid": "ec1"})
+    wrong = jwks_settings(tmp_path / "wrong.json", stranger)
+    right = jwks_settings(tmp_path / "right.json", public)
+    ingest_token(db, tmp_path, token, wrong, "a.jsonl")
+    invalid = status_of(db, token)
+
+    ingest_token(db, tmp_path, token, right, "b.jsonl")
+
+    assert invalid == [("invalid", TokenVerifier.from_settings(wrong).fingerprint)]
+    assert status_of(db, token) == [("valid", TokenVerifier.from_settings(right).fingerprint)]

@@ -2,8 +2,11 @@
 
 The store remembers every token's signature status and the fingerprint of the key
 set that decided it, so a later run with the same keys checks nothing again, and a
-run with new keys checks only what those keys have not yet decided. Raw tokens live
-only in this process's memory, for as long as one source takes.
+run with new keys checks only what those keys have not yet decided. A status changes
+only to one that ranks higher (valid above invalid above unverified), so a token whose
+status was kept from other keys is checked again by each later run of keys that did
+not decide it. Raw tokens live only in this process's memory, for as long as one
+source takes.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ _VERIFY_ROUND = 10_000
 # A round is checked by worker processes while the source is read on. At most this
 # many tokens are in their hands at once; past it, reading waits for the oldest.
 _IN_FLIGHT = 100_000
+
+# Signature statuses, lowest rank first: a signature that verifies under any key
+# the investigator gave is valid, and `unverified` means nothing was checked.
+_STATUS_RANK = ["unverified", "invalid", "valid"]
 
 
 class TokenVerifier:
@@ -187,6 +194,8 @@ class TokenVerifier:
             """
         )
         connection.execute(read_query("ingest/insert_tokens.sql"))
+        # Keys only add knowledge: a status (and the key set that decided it) gives way
+        # only to a higher one, so keys that checked nothing cannot undo another's verdict.
         connection.execute(
             """
             update tokens set signature_status = s.signature_status,
@@ -194,7 +203,10 @@ class TokenVerifier:
             from token_statuses as s
             where tokens.token_sha256 = s.token_sha256
                 and coalesce(lower(tokens.alg), '') <> 'none'
-            """
+                and list_position(?, s.signature_status)
+                    > list_position(?, tokens.signature_status)
+            """,
+            [_STATUS_RANK, _STATUS_RANK],
         )
         connection.execute("drop table new_tokens")
         connection.execute("drop table token_checks")
@@ -202,7 +214,9 @@ class TokenVerifier:
 
     def _unchecked(self, connection: duckdb.DuckDBPyConnection) -> list[str]:
         """The collected tokens this key set has not decided, in the store or earlier
-        in this source, and that are not being checked now."""
+        in this source, and that are not being checked now. A status this key set
+        checked but did not raise stays with the keys that decided it: it is offered
+        again, and costs a re-check."""
         if self.keys is None or not self._raw:
             return []
         # Read by replacement scan: a view registered inside the source's
