@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 import duckdb
@@ -31,12 +31,46 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def _in_one_line(error: click.UsageError) -> None:
+    """Gives click's usage error the tool's one-line form for when click shows it. Only
+    the display changes: with ``standalone_mode=False`` the caller still gets the same
+    exception to handle."""
+    if isinstance(error, click.exceptions.NoArgsIsHelpError):
+        return  # the group run bare shows its help, which is not an error line
+    message = " ".join(error.format_message().splitlines())
+    ctx = error.ctx
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        help_name = max(ctx.command.get_help_option_names(ctx), key=len)
+        message = f"{message} (see '{ctx.command_path} {help_name}')"
+
+    def show(file: IO[Any] | None = None) -> None:
+        click.echo(f"vault-audit: error: {message}", file=file, err=file is None)
+
+    error.show = show  # type: ignore[method-assign]
+
+
 class _Group(click.Group):
     """Maps every expected error to one line on stderr and exit status 2."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:  # a bad group option
+            _in_one_line(error)
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as error:  # an unknown command, a command's bad usage
+            _in_one_line(error)
+            raise
         except VaultAuditError as error:
             click.echo(f"vault-audit: error: {error}", err=True)
             sys.exit(2)
