@@ -720,6 +720,17 @@ class TestTheCommand:
         assert result.exit_code == 2
         assert "not a vault-audit store" in result.output
 
+    @pytest.mark.parametrize("name", ["events.jsonl", "events.csv", "events.parquet"])
+    def test_a_log_named_as_the_store_is_refused_and_left_as_it_was(self, tmp_path, name):
+        log = write_records(tmp_path / name, [event("e1")])
+        before = log.read_bytes()
+
+        for args in (["ingest", "--db", str(log), str(log)], ["check", "--db", str(log)]):
+            result = CliRunner().invoke(main, args)
+            assert result.exit_code == 2, result.output
+            assert "is not a vault-audit store (not a DuckDB file)" in result.output
+        assert log.read_bytes() == before
+
 
 def test_a_large_file_lands_in_whole_row_groups(db, tmp_path, monkeypatch):
     # Every batch that left a partial row group would make the first checkpoint after

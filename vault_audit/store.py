@@ -167,6 +167,8 @@ def _connect_waiting(path: Path, read_only: bool, busy_timeout: float) -> duckdb
 
 
 def _connect_once(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    if path.is_file() and not _holds_duckdb(path):
+        raise StoreError(f"{path} is not a vault-audit store (not a DuckDB file)")
     if read_only or path.exists():
         return duckdb.connect(str(path), read_only=read_only)
 
@@ -180,6 +182,14 @@ def _connect_once(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     with contextlib.suppress(OSError):
         path.chmod(0o600)
     return connection
+
+
+def _holds_duckdb(path: Path) -> bool:
+    """Whether the file is empty or has a DuckDB database header. DuckDB itself opens
+    a JSON Lines, CSV or Parquet file named as a database and writes nothing to it."""
+    with path.open("rb") as handle:
+        header = handle.read(12)
+    return not header or header[8:12] == b"DUCK"
 
 
 def _check_or_migrate(connection: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
