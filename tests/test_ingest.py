@@ -245,6 +245,19 @@ def test_a_byte_order_mark_before_the_first_column_is_not_part_of_its_name(db, t
     assert (result.kind, result.accepted) == ("vault-events", 1)
 
 
+@pytest.mark.parametrize("name", ["sessions.jsonl", "sessions.jsonl.gz"])
+def test_an_empty_json_lines_snapshot_is_a_snapshot_of_nothing(db, tmp_path, name):
+    path = tmp_path / name
+    with (gzip.open if name.endswith(".gz") else open)(path, "wb"):
+        pass
+    taken = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    [result] = ingest(db, path, kind="supabase-sessions", snapshot_at=taken)
+
+    assert (result.records_read, result.quarantined) == (0, 0)
+    assert rows(db, "select kind, snapshot_at from snapshots") == [("supabase-sessions", taken)]
+
+
 def test_a_file_of_the_wrong_kind_is_refused(db, tmp_path):
     path = write_records(tmp_path / "events.jsonl", [event("e1")])
 

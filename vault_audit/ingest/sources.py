@@ -303,6 +303,11 @@ def _csv_stream(
             if "straddling" in str(error) and block < _MAX_BLOCK_SIZE:
                 block *= 4
                 continue
+            # An empty JSON Lines file holds no records (an empty snapshot is evidence);
+            # a CSV file still needs its header line.
+            if names is not None and "Empty CSV file" in str(error):
+                source.sha256 = raw.finish()
+                return
             raise InputError(f"{source.path} cannot be read: {_arrow_message(error)}") from None
         finally:
             stream.close()
