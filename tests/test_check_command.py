@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -365,10 +366,12 @@ def test_a_suppression_without_justification_is_a_usage_error(tmp_path: Path) ->
     assert "needs a justification" in result.stderr
 
 
-def test_since_limits_the_findings(tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", [str.upper, str.lower], ids=["upper", "lower"])
+def test_since_limits_the_findings(tmp_path: Path, case: Callable[[str], str]) -> None:
     store = small_world(tmp_path / "store.duckdb")
 
-    result = run("--db", str(store), "--format", "json", "--since", at("12:40:00"))
+    # RFC 3339 allows a lowercase t and z.
+    result = run("--db", str(store), "--format", "json", "--since", case(at("12:40:00")))
 
     reasons = [record["reason"] for record in json.loads(result.stdout)]
     assert reasons == ["token_minted_after_logout_scope_unknown"]

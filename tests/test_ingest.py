@@ -258,6 +258,18 @@ def test_an_empty_json_lines_snapshot_is_a_snapshot_of_nothing(db, tmp_path, nam
     assert rows(db, "select kind, snapshot_at from snapshots") == [("supabase-sessions", taken)]
 
 
+def test_rfc_3339_times_with_a_lowercase_t_and_z_are_times(db, tmp_path):
+    lower = event("e1", occurred_at="2026-01-01t12:00:00z")
+    path = write_records(tmp_path / "events.jsonl", [lower, event("e2")])
+
+    [result] = ingest(db, path)
+
+    assert (result.accepted, result.quarantined) == (2, 0)
+    assert rows(db, "select distinct occurred_at from vault_events") == [
+        (datetime(2026, 1, 1, 12, tzinfo=timezone.utc),)
+    ]
+
+
 def test_a_file_of_the_wrong_kind_is_refused(db, tmp_path):
     path = write_records(tmp_path / "events.jsonl", [event("e1")])
 

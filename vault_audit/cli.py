@@ -315,7 +315,8 @@ def _moment_option(value: str | None, name: str) -> Any:
     if value is None:
         return None
     try:
-        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        # RFC 3339 allows a lowercase t and z.
+        moment = dt.datetime.fromisoformat(value.strip().upper().replace("Z", "+00:00"))
     except ValueError:
         raise click.BadParameter(
             f"{value!r} is not an RFC 3339 time or a date", param_hint=name

@@ -19,7 +19,9 @@ create or replace temp macro va_trimmed_time(v) as
         when v is null or v = '' then null
         when regexp_full_match(v, '-?[0-9]+(\.[0-9]+)?')
             then try(to_timestamp(try_cast(v as double)))
-        else try_cast(v as timestamptz)
+        -- RFC 3339 allows a lowercase t and z; only a value the first cast refused is
+        -- cast again.
+        else coalesce(try_cast(v as timestamptz), try_cast(upper(v) as timestamptz))
     end);
 
 create or replace temp macro va_time(v) as va_trimmed_time(trim(v));
