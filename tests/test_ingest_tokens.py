@@ -231,35 +231,23 @@ def ingest_token(db, tmp_path: Path, token: str, settings: Settings, name: str) 
     assert (result.accepted, result.quarantined) == (1, 0)
 
 
-def test_an_invalid_status_stays_invalid_when_later_keys_have_none_that_fits(
-    db, tmp_path, monkeypatch
+@pytest.mark.parametrize("decided", ["valid", "invalid"])
+def test_a_decided_status_stays_when_later_keys_have_none_that_fits(
+    db, tmp_path, monkeypatch, decided
 ):
     monkeypatch.setenv("TEST_JWT_SECRET", SECRET)
-    _, public = _es256_keys("ec1")
-    forger, _ = _es256_keys("ec1")
-    forged = jwt.encode(claims(sub="forged"), forger, "ES256", headers={"kid": "ec1"})
-    jwks = jwks_settings(tmp_path / "jwks.json", public)
-    ingest_token(db, tmp_path, forged, jwks, "a.jsonl")
-    decided = status_of(db, forged)
-
-    ingest_token(db, tmp_path, forged, Settings(jwt_secret_env="TEST_JWT_SECRET"), "b.jsonl")
-
-    assert decided == [("invalid", TokenVerifier.from_settings(jwks).fingerprint)]
-    assert status_of(db, forged) == decided
-
-
-def test_a_valid_status_stays_valid_when_later_keys_have_none_that_fits(db, tmp_path, monkeypatch):
-    monkeypatch.setenv("TEST_JWT_SECRET", SECRET)
     signing, public = _es256_keys("ec1")
-    good = jwt.encode(claims(sub="good"), signing, "ES256", headers={"kid": "ec1"})
+    if decided == "invalid":
+        signing, _ = _es256_keys("ec1")  # a forger's key under the same kid
+    token = jwt.encode(claims(sub=decided), signing, "ES256", headers={"kid": "ec1"})
     jwks = jwks_settings(tmp_path / "jwks.json", public)
-    ingest_token(db, tmp_path, good, jwks, "a.jsonl")
-    decided = status_of(db, good)
+    ingest_token(db, tmp_path, token, jwks, "a.jsonl")
+    before = status_of(db, token)
 
-    ingest_token(db, tmp_path, good, Settings(jwt_secret_env="TEST_JWT_SECRET"), "b.jsonl")
+    ingest_token(db, tmp_path, token, Settings(jwt_secret_env="TEST_JWT_SECRET"), "b.jsonl")
 
-    assert decided == [("valid", TokenVerifier.from_settings(jwks).fingerprint)]
-    assert status_of(db, good) == decided
+    assert before == [(decided, TokenVerifier.from_settings(jwks).fingerprint)]
+    assert status_of(db, token) == before
 
 
 def test_an_unverified_status_becomes_valid_when_later_keys_verify_it(db, tmp_path):
