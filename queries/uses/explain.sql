@@ -68,8 +68,8 @@ create or replace macro va_use_explanation(facts) as
             || ' seconds, longer than the policy allows; used at ' || va_use_clock(facts) || '.'
         when 'subject_mismatch' then
             'token subject ' || facts.sub || ' is not ' || facts.record_user_id
-            || ', whose device-session record for this Supabase session '
-            || 'was revoked at ' || va_clock(facts.revoked_at, facts.used_at)
+            || ', the user of the device-session record revoked at '
+            || va_clock(facts.revoked_at, facts.used_at) || ' for this Supabase session'
             || '; used at ' || va_use_clock(facts) || '.'
         when 'token_minted_after_idp_session_end' then
             'token issued ' || va_clock(facts.token_issued_at, facts.used_at) || ', after '
