@@ -153,8 +153,7 @@ def _check_columns(
     detected = _detected_kind(present)
     if detected is not None and detected is not kind:
         raise InputError(
-            f"{name} is not {kind.name}: its columns are those of {detected.name}; "
-            "check --kind"
+            f"{name} is not {kind.name}: its columns are those of {detected.name}; check --kind"
         )
     if kind.snapshot and snapshot_at is None and "snapshot_at" not in present:
         raise InputError(
