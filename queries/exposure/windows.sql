@@ -4,8 +4,10 @@
 -- after r was seen. window_end is null when open-ended; when no token issued at or
 -- before r is still valid at r, the window is empty and ends at r.
 --
--- uses_in_window counts the in-scope uses attributed to this record (R) inside the
--- window; last_use_at is the last in-scope use attributed to it, inside or not.
+-- The window is [r, window_end): a use at the latest exp is past it, as rule 1 judges
+-- a token used at its exp expired. uses_in_window counts the in-scope uses attributed
+-- to this record (R) inside the window; last_use_at is the last in-scope use
+-- attributed to it, inside or not.
 with revocations as (
     select device_session_id, supabase_session_id, user_id, revoked_at, revoked_by
     from device_sessions
@@ -42,7 +44,7 @@ attributed_uses as (
     select
         windows.device_session_id,
         count(
-            case when windows.open_ended or uses.used_at <= windows.window_end then 1 end
+            case when windows.open_ended or uses.used_at < windows.window_end then 1 end
         ) as uses_in_window,
         max(uses.used_at) as last_use_at
     from windows
