@@ -63,6 +63,18 @@ def test_the_window_ends_at_the_latest_exp_of_tokens_issued_by_r(world: World) -
     assert window["revoked_by"] == "admin-1"
 
 
+def test_a_use_at_the_latest_exp_is_past_the_window(world: World) -> None:
+    token = world.token(sub="u-1", session_id="s-1", iat=at("12:00:00"))
+    world.use(token, at=at("12:59:59"))
+    world.use(token, at=at("13:00:00"))  # rule 1: expired_token_accepted
+
+    window = exposure_of(world, "ds-1")
+
+    assert window["window_end"].strftime("%H:%M:%S") == "13:00:00"
+    assert window["uses_in_window"] == 1
+    assert window["last_use_at"].strftime("%H:%M:%S") == "13:00:00"
+
+
 def test_a_token_minted_after_r_makes_the_window_open_ended(world: World) -> None:
     world.token(sub="u-1", session_id="s-1", iat=at("11:10:00"))
     later = world.token(sub="u-1", session_id="s-1", iat=at("12:30:00"))
@@ -115,6 +127,21 @@ def test_the_exposure_command_lists_one_row_per_revocation(world: World, tmp_pat
             "last_use_at": "2026-03-01T12:05:00Z",
         }
     ]
+
+
+def test_the_sessions_command_lists_a_record_that_names_no_supabase_session(
+    world: World, tmp_path: Path
+) -> None:
+    world.register("ds-9", user_id="u-1", supabase_session_id=None, at=at("09:00:00"))
+    world.close()
+
+    result = CliRunner().invoke(
+        main,
+        ["sessions", "--db", str(tmp_path / "store.duckdb"), "--user", "u-1", "--format", "json"],
+    )
+
+    status = {row["device_session_id"]: row["status"] for row in json.loads(result.stdout)}
+    assert status == {"ds-1": "revoked", "ds-9": "current"}
 
 
 def test_the_sessions_command_shows_current_active_and_revoked(

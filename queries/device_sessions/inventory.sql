@@ -2,12 +2,16 @@
 -- user ($user_id), whether it is revoked, active, or current (the active record seen
 -- most recently), and when it was last seen: the later of a snapshot's last_seen_at
 -- and the last token use of its Supabase session while it was the latest record there.
+-- The user's records, and the other records of their Supabase sessions, which decide
+-- when each of the user's stopped being the latest there. A record that names no
+-- Supabase session is the user's all the same.
 with records as (
     select *
     from device_sessions
-    where supabase_session_id in (
-        select supabase_session_id from device_sessions where user_id = $user_id
-    )
+    where user_id = $user_id
+       or supabase_session_id in (
+           select supabase_session_id from device_sessions where user_id = $user_id
+       )
 ),
 
 last_uses as (
