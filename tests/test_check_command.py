@@ -366,6 +366,37 @@ def test_a_suppression_without_justification_is_a_usage_error(tmp_path: Path) ->
     assert "needs a justification" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("user = 5", "user must be text in quotes"),
+        ('reason = ["subject_mismatch"]', "reason must be text in quotes"),
+    ],
+)
+def test_a_suppression_value_that_is_not_text_is_a_usage_error(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    store = small_world(tmp_path / "store.duckdb")
+    entry = f'[[suppress]]\n{text}\njustification = "known"\nexpires = 2999-12-31\n'
+    rules = write_suppressions(tmp_path / "suppress.toml", entry)
+
+    result = run("--db", str(store), "--suppress", str(rules))
+
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "unexpected error" not in result.stderr
+
+
+def test_a_suppress_list_of_plain_values_is_a_usage_error(tmp_path: Path) -> None:
+    store = small_world(tmp_path / "store.duckdb")
+    rules = write_suppressions(tmp_path / "suppress.toml", "suppress = [1]\n")
+
+    result = run("--db", str(store), "--suppress", str(rules))
+
+    assert result.exit_code == 2
+    assert "is not a table of keys" in result.stderr
+
+
 @pytest.mark.parametrize("case", [str.upper, str.lower], ids=["upper", "lower"])
 def test_since_limits_the_findings(tmp_path: Path, case: Callable[[str], str]) -> None:
     store = small_world(tmp_path / "store.duckdb")

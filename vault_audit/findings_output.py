@@ -368,9 +368,14 @@ def load_suppressions(path: Path, *, today: dt.date) -> tuple[list[Suppression],
     active, warnings = [], []
     for number, entry in enumerate(entries, start=1):
         where = f"{path}: [[suppress]] entry {number}"
+        if not isinstance(entry, dict):
+            raise UsageError(f"{where} is not a table of keys: write it as [[suppress]]")
         unknown = sorted(set(entry) - _SUPPRESSION_KEYS)
         if unknown:
             raise UsageError(f"{where} has an unknown key {unknown[0]!r}")
+        for key in ("user", "device_session", "reason", "justification"):
+            if key in entry and not isinstance(entry[key], str):
+                raise UsageError(f'{where}: {key} must be text in quotes, as {key} = "..."')
         justification = str(entry.get("justification") or "").strip()
         if not justification:
             raise UsageError(f"{where} needs a justification")
