@@ -27,6 +27,10 @@ ip_sightings as (
     join candidate_tokens on candidate_tokens.token_sha256 = uses.token_sha256
     where uses.ip in (select ip from candidates)
     union all
+    -- Known limitation: an event is tied to the Supabase session by the session its
+    -- own target names, so an event whose target names none is not counted here, even
+    -- where a snapshot ties its record to the session. CONTRACT.md's event targets
+    -- always name it.
     select supabase_session_id, ip, occurred_at
     from vault_events
     where type in ('session.register', 'session.revoke')
