@@ -276,3 +276,9 @@ def test_an_invalid_status_becomes_valid_under_later_keys_that_verify_it(db, tmp
 
     assert invalid == [("invalid", TokenVerifier.from_settings(wrong).fingerprint)]
     assert status_of(db, token) == [("valid", TokenVerifier.from_settings(right).fingerprint)]
+
+
+def test_signature_workers_leave_one_core_to_the_reader():
+    from vault_audit.ingest.verify import _workers
+
+    assert [_workers(cores) for cores in (2, 3, 4, 16)] == [1, 2, 3, 8]

@@ -136,8 +136,8 @@ class TokenVerifier:
     ) -> None:
         """Check a few tokens here and now; hand many to the worker processes."""
         assert self.keys is not None
-        workers = min(os.cpu_count() or 1, 8)
-        if workers < 2 or (self._pool is None and len(tokens) < _PARALLEL_FROM):
+        cores = os.cpu_count() or 1
+        if cores < 2 or (self._pool is None and len(tokens) < _PARALLEL_FROM):
             statuses = [signature_status(token, self.keys) for token in tokens]
             self._store_statuses(connection, shas, statuses)
             return
@@ -145,12 +145,12 @@ class TokenVerifier:
             # Spawned, not forked: a forked worker would keep its own copy of every
             # page of this process's memory that changes while the source is read.
             self._pool = ProcessPoolExecutor(
-                max_workers=workers,
+                max_workers=_workers(cores),
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
                 initargs=(self.keys,),
             )
-        size = -(-len(tokens) // (workers * 4))
+        size = -(-len(tokens) // (_workers(cores) * 4))
         for start in range(0, len(tokens), size):
             future = self._pool.submit(_verify_chunk, tokens[start : start + size])
             self._in_flight.append((shas[start : start + size], future))
@@ -244,6 +244,14 @@ class TokenVerifier:
             [self.fingerprint],
         ).fetchall()
         return [row[0] for row in rows]
+
+
+def _workers(cores: int) -> int:
+    """Signature workers: every core but one, which the source's reading and DuckDB's
+    queries keep busy. Measured on 2 cores, the simulated 10M-use log (349,783 ES256
+    tokens) ingested in 68.2 s on average with one worker, 78.0 s with two (three
+    interleaved pairs, each faster with one)."""
+    return max(1, min(cores - 1, 8))
 
 
 _worker_keys: VerificationKeys | None = None
