@@ -39,9 +39,9 @@ create or replace temp macro va_b64url_text(s) as
         replace(replace(s, '-', '+'), '_', '/') || repeat('=', (4 - length(s) % 4) % 4)
     )));
 
--- A logged field of an accepted record with any JWT in it masked: clients put tokens in
--- query strings (?access_token=) and odd user agents, and no raw token may be stored.
--- A JWS starts with eyJ (base64url of '{"'), so only a field holding that pays for the
+-- Text with any JWT in it masked: an accepted record's path and user agent (clients
+-- put tokens in query strings and odd user agents), and the quarantine's records.
+-- A JWS starts with eyJ (base64url of '{"'), so only a text holding that pays for the
 -- regular expression.
 create or replace temp macro va_redact_jwts(v) as
     case
@@ -58,16 +58,13 @@ create or replace temp macro va_mask(v) as
     left(
         regexp_replace(
             regexp_replace(
-                regexp_replace(
+                va_redact_jwts(
                     regexp_replace(
                         v,
                         '("(token|authorization)"\s*:\s*")[^"]*',
                         '\1[redacted]',
                         'g'
-                    ),
-                    'eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*',
-                    '[redacted token]',
-                    'g'
+                    )
                 ),
                 '[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*',
                 '[redacted token]',
