@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -935,3 +936,58 @@ def test_access_log_fields_are_trimmed_of_spaces_as_duckdb_trims(db, tmp_path):
         (3, "missing key field: request_id"),
     ]
     assert '"decision":"\\tallow"' in quarantined[0][2], "the quarantine shows the field as given"
+
+
+def _tables(count: int, log: list[str], *, fail_at: int | None = None):
+    """A stream of one-row tables that logs what it does."""
+    import pyarrow as pa
+
+    try:
+        for number in range(count):
+            log.append(f"read {number}")
+            if number == fail_at:
+                raise InputError(f"table {number} cannot be read")
+            yield pa.table({"line": [number]})
+    finally:
+        log.append("closed")
+
+
+def test_the_next_table_is_read_while_the_caller_works_on_this_one():
+    import threading
+
+    log: list[str] = []
+    second_asked = threading.Event()
+
+    def tables():
+        for table in _tables(3, log):
+            yield table
+            second_asked.set()  # runs only when the table after this one is asked for
+
+    stream = sources.read_ahead(tables())
+    first = next(stream)
+    # The caller still holds the first table; the reader has gone on to the next.
+    assert second_asked.wait(timeout=10), "the next table was not read ahead"
+    assert first["line"].to_pylist() == [0]
+    assert [table["line"][0].as_py() for table in stream] == [1, 2]
+    assert log == ["read 0", "read 1", "read 2", "closed"]
+
+
+def test_an_error_of_the_reader_reaches_the_caller_after_the_tables_before_it():
+    log: list[str] = []
+    stream = sources.read_ahead(_tables(5, log, fail_at=2))
+    assert [table["line"][0].as_py() for table in itertools.islice(stream, 2)] == [0, 1]
+    with pytest.raises(InputError, match="table 2 cannot be read"):
+        next(stream)
+    assert log[-1] == "closed"
+
+
+def test_a_caller_that_stops_early_stops_the_reader_and_closes_the_stream():
+    import threading
+
+    log: list[str] = []
+    stream = sources.read_ahead(_tables(1_000, log))
+    next(stream)
+    stream.close()
+    assert log[-1] == "closed"
+    assert len(log) < 10, "the reader went on reading after the caller stopped"
+    assert not [thread for thread in threading.enumerate() if thread.name == "vault-audit-reader"]

@@ -1,11 +1,12 @@
 """Load one source into the store: stage, normalize, quarantine, deduplicate, insert.
 
 Every source, whatever its format, goes the same way inside one transaction, one
-batch (about 128 MiB of input) at a time, so memory stays flat whatever the file's size:
+batch (about 128 MiB of input) at a time, so memory stays flat whatever the file's size
+(a thread reads the next batch meanwhile, see ``sources.read_ahead``):
 
 1. stage     the batch's records as text fields (Arrow memory; no raw token in it)
 2. tokens    (access logs) each new distinct token decoded once; signatures are
-             verified in rounds of 50,000 tokens as the source is read
+             verified in rounds of 10,000 tokens as the source is read
 3. normalize the kind's query types the fields and names the reason a record
              cannot be used
 4. land      unusable records go to `quarantine`, records whose key the store
@@ -238,7 +239,7 @@ def _batches_or_empty(source: Source, progress: sources.Progress | None) -> Iter
     """The source's batches; an empty source still yields one empty batch, so the
     stage has its columns."""
     empty = True
-    for table in sources.iter_tables(source, progress):
+    for table in sources.read_ahead(sources.iter_tables(source, progress)):
         empty = False
         yield table
     if empty:
