@@ -991,3 +991,40 @@ def test_a_caller_that_stops_early_stops_the_reader_and_closes_the_stream():
     assert log[-1] == "closed"
     assert len(log) < 10, "the reader went on reading after the caller stopped"
     assert not [thread for thread in threading.enumerate() if thread.name == "vault-audit-reader"]
+
+
+def test_a_landing_that_fails_mid_file_stops_the_reader_and_stores_nothing(
+    db, tmp_path, monkeypatch
+):
+    import threading
+
+    from vault_audit.ingest import load
+
+    records = [use(f"r{index}") for index in range(7)]
+    path = write_records(tmp_path / "access.parquet", records)
+    pq.write_table(pq.read_table(path), path, row_group_size=2)
+    monkeypatch.setattr(sources, "_TABLE_BYTES", 1)
+    monkeypatch.setattr(sources, "_ROW_GROUP", 1)
+    landed = load._land_batch
+
+    def land_then_fail(connection, kind, run_id, normalized):
+        if rows(connection, "select count(*) from token_uses") != [(0,)]:
+            raise RuntimeError("the disk went away")
+        return landed(connection, kind, run_id, normalized)
+
+    monkeypatch.setattr(load, "_land_batch", land_then_fail)
+
+    try:
+        ingest(db, path)
+    except RuntimeError as error:
+        # Seen at once, while the error still holds the ingest's frames.
+        readers = [
+            thread for thread in threading.enumerate() if thread.name == "vault-audit-reader"
+        ]
+        assert str(error) == "the disk went away"
+    else:
+        pytest.fail("the ingest went on past a failed landing")
+
+    assert not readers, "the reader thread outlived the ingest"
+    assert rows(db, "select count(*) from token_uses") == [(0,)]
+    assert rows(db, "select count(*) from ingest_runs") == [(0,)]

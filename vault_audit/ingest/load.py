@@ -1,8 +1,9 @@
 """Load one source into the store: stage, normalize, quarantine, deduplicate, insert.
 
 Every source, whatever its format, goes the same way inside one transaction, one
-batch (about 128 MiB of input) at a time, so memory stays flat whatever the file's size
-(a thread reads the next batch meanwhile, see ``sources.read_ahead``):
+batch (about 128 MiB of input) at a time, so memory stays flat whatever the file's size.
+A reader thread reads and stages the next batch while this one is landed (see
+``_staged_batches``):
 
 1. stage     the batch's records as text fields (Arrow memory; no raw token in it)
 2. tokens    (access logs) each new distinct token decoded once; signatures are
@@ -21,9 +22,10 @@ accepted + duplicates + quarantined = records read, always.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,7 +36,7 @@ import pyarrow.compute as pc
 from vault_audit.ingest import sources
 from vault_audit.ingest.kinds import ACCESS_LOG, Kind
 from vault_audit.ingest.sources import Source
-from vault_audit.ingest.tokens import SPACES, fingerprint_tokens
+from vault_audit.ingest.tokens import SPACES, SourceTokens, fingerprint_tokens
 from vault_audit.ingest.verify import TokenVerifier
 from vault_audit.resources import read_query
 from vault_audit.store import next_id, transaction
@@ -70,7 +72,7 @@ def load_source(
     started = time.perf_counter()
     name = source_name or str(source.path)
     create_macros(connection)
-    parse, normalize = _stage_sql(source, kind), read_query(kind.query)
+    normalize = read_query(kind.query)
     params = {"snapshot_at": snapshot_at} if kind.snapshot else {}
     accepted = duplicates = quarantined = 0
 
@@ -82,15 +84,20 @@ def load_source(
             if kind is ACCESS_LOG:
                 verifier.begin(connection)
 
-            for batch in _batches_or_empty(source, progress):
-                stage = _stage_batch(connection, kind, parse, batch, verifier)
-                fields = _trimmed(stage, kind.trimmed)
-                normalized = _select_on_batch(connection, normalize, params, stage=fields)
-                quarantined += _quarantine_batch(connection, kind, run_id, name, stage, normalized)
-                landed, repeated = _land_batch(connection, kind, run_id, normalized)
-                accepted, duplicates = accepted + landed, duplicates + repeated
-                if kind.snapshot:
-                    _record_snapshots(connection, kind, normalized)
+            staged = _staged_batches(connection, kind, source, verifier, progress)
+            with contextlib.closing(staged):
+                for stage, token_map in staged:
+                    if token_map is not None:
+                        verifier.collect(connection, token_map)
+                    fields = _trimmed(stage, kind.trimmed)
+                    normalized = _select_on_batch(connection, normalize, params, stage=fields)
+                    quarantined += _quarantine_batch(
+                        connection, kind, run_id, name, stage, normalized
+                    )
+                    landed, repeated = _land_batch(connection, kind, run_id, normalized)
+                    accepted, duplicates = accepted + landed, duplicates + repeated
+                    if kind.snapshot:
+                        _record_snapshots(connection, kind, normalized)
 
             quarantined += _quarantine_rejects(connection, kind, run_id, name, source.rejects)
             if not kind.indexed:
@@ -165,18 +172,49 @@ def _stage_sql(source: Source, kind: Kind) -> str:
     return sources.parse_sql(source, kind.columns)
 
 
+def _staged_batches(
+    connection: duckdb.DuckDBPyConnection,
+    kind: Kind,
+    source: Source,
+    verifier: TokenVerifier,
+    progress: sources.Progress | None,
+) -> Generator[tuple[pa.Table, pa.Table | None], None, None]:
+    """The source's batches staged (``_stage_batch``) by a reader thread, one batch
+    ahead of the caller, which lands the batch before.
+
+    Reading, parsing and fingerprinting were half of a 10.8M-row access log's ingest
+    (measured: 17.5 s reading, 10.7 s parsing, about 7 s fingerprinting, of 82 s),
+    done in turn with the landing. pyarrow and DuckDB let go of the GIL while they
+    work, so the two overlap. The thread parses on its own connection (a cursor: the
+    same database, outside the file's transaction), which sees nothing of the store:
+    parsing reads only the batch. A caller that stops early must close this generator,
+    which stops the thread before the cursor closes.
+    """
+    parse = _stage_sql(source, kind)
+    reader = connection.cursor()
+    try:
+        create_macros(reader)
+        staged = (
+            _stage_batch(reader, kind, parse, batch, verifier.source_tokens)
+            for batch in _batches_or_empty(source, progress)
+        )
+        yield from sources.read_ahead(staged)
+    finally:
+        reader.close()
+
+
 def _stage_batch(
     connection: duckdb.DuckDBPyConnection,
     kind: Kind,
     parse: str,
     batch: pa.Table,
-    verifier: TokenVerifier,
-) -> pa.Table:
-    """One batch's records as text fields, blank lines left out.
+    seen: SourceTokens,
+) -> tuple[pa.Table, pa.Table | None]:
+    """One batch's records as text fields, blank lines left out; for an access log,
+    also its distinct tokens new to the source, for the verifier.
 
-    For an access log, the batch's tokens exist only in Arrow memory here: the staged
-    rows carry their SHA-256 and form (``ingest/tokens.py``), and the verifier takes
-    the distinct ones.
+    The batch's tokens exist only in Arrow memory here: the staged rows carry their
+    SHA-256 and form (``ingest/tokens.py``).
     """
     parsed = _select_on_batch(connection, parse, va_batch=batch)
     # Filtering copies every column, so only a batch with blank lines pays for it.
@@ -184,11 +222,8 @@ def _stage_batch(
     if pc.any(blank).as_py():
         parsed = parsed.filter(pc.invert(blank))
     if kind is not ACCESS_LOG:
-        return parsed
-
-    rows, token_map = fingerprint_tokens(parsed, verifier.source_tokens)
-    verifier.collect(connection, token_map)
-    return rows
+        return parsed, None
+    return fingerprint_tokens(parsed, seen)
 
 
 def _trimmed(stage: pa.Table, names: tuple[str, ...]) -> pa.Table:
@@ -239,7 +274,7 @@ def _batches_or_empty(source: Source, progress: sources.Progress | None) -> Iter
     """The source's batches; an empty source still yields one empty batch, so the
     stage has its columns."""
     empty = True
-    for table in sources.read_ahead(sources.iter_tables(source, progress)):
+    for table in sources.iter_tables(source, progress):
         empty = False
         yield table
     if empty:
