@@ -1028,3 +1028,25 @@ def test_a_landing_that_fails_mid_file_stops_the_reader_and_stores_nothing(
     assert not readers, "the reader thread outlived the ingest"
     assert rows(db, "select count(*) from token_uses") == [(0,)]
     assert rows(db, "select count(*) from ingest_runs") == [(0,)]
+
+
+def test_the_reader_threads_connection_renders_times_in_utc_as_the_store_does(tmp_path):
+    # A DuckDB cursor starts in the machine's time zone, not its connection's.
+    script = f"""
+from vault_audit import store
+connection = store.connect({str(tmp_path / "store.duckdb")!r})
+reader = store.cursor(connection)
+print(reader.execute("select cast(timestamptz '2026-01-01 12:00:00+00' as varchar)").fetchone()[0])
+"""
+    import os
+    import subprocess
+    import sys
+
+    shown = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "TZ": "Asia/Kolkata"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert shown == "2026-01-01 12:00:00+00"

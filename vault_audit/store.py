@@ -61,7 +61,7 @@ def connect(
         raise StoreError(f"no vault-audit store at {path}; run `vault-audit ingest` first")
 
     connection = _connect_waiting(path, read_only, busy_timeout)
-    connection.execute("set TimeZone = 'UTC'")
+    _in_utc(connection)
     if memory_limit:
         connection.execute(f"set memory_limit = '{_checked_size(memory_limit)}'")
     if threads:
@@ -72,6 +72,20 @@ def connect(
     except BaseException:
         connection.close()
         raise
+    return connection
+
+
+def cursor(connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Another connection to the same store, for another thread, in UTC as this one.
+
+    A DuckDB cursor shares the database and its memory limit, but not the session's
+    settings: it starts in the machine's time zone, and would render times in it.
+    """
+    return _in_utc(connection.cursor())
+
+
+def _in_utc(connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    connection.execute("set TimeZone = 'UTC'")
     return connection
 
 

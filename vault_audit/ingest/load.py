@@ -39,7 +39,7 @@ from vault_audit.ingest.sources import Source
 from vault_audit.ingest.tokens import SPACES, SourceTokens, fingerprint_tokens
 from vault_audit.ingest.verify import TokenVerifier
 from vault_audit.resources import read_query
-from vault_audit.store import next_id, transaction
+from vault_audit.store import cursor, next_id, transaction
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def _staged_batches(
     which stops the thread before the cursor closes.
     """
     parse = _stage_sql(source, kind)
-    reader = connection.cursor()
+    reader = cursor(connection)
     try:
         create_macros(reader)
         staged = (

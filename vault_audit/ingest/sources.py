@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,6 +41,7 @@ _PARQUET_BATCH = 131072
 # first check after a 10.8M-row ingest, for 153 row groups where 88 would do.
 _ROW_GROUP = 122_880
 _TABLE_BYTES = 128 << 20
+_T = TypeVar("_T")
 _NESTED = (pa.types.is_struct, pa.types.is_map, pa.types.is_list, pa.types.is_large_list)
 
 
@@ -123,14 +124,15 @@ def iter_tables(source: Source, progress: Progress | None = None) -> Iterator[pa
         yield pa.Table.from_batches(pending)
 
 
-def read_ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
-    """The same tables, the next one read by a thread while the caller works on this one.
+def read_ahead(items: Iterator[_T]) -> Iterator[_T]:
+    """The same items (batches of a source), the next one made by a thread while the
+    caller works on this one.
 
-    pyarrow lets go of the GIL while it reads and decodes a file, so reading overlaps
-    DuckDB's work on the table before (measured: reading was 17.5 s of an 82 s ingest
-    of a 10.8M-row Parquet log, done in turn with the rest). One table waits at most,
-    so memory grows by one table. An error of the reader is raised here, in the
-    caller's thread; a caller that stops early stops the reader and closes its stream.
+    pyarrow and DuckDB let go of the GIL while they read and query, so making the next
+    batch overlaps the caller's work on this one (``load._staged_batches``). One item
+    waits at most, so memory grows by one batch. An error of the thread is raised here,
+    in the caller's; a caller that stops early (and closes this generator) stops the
+    thread and closes ``items``.
     """
     handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
@@ -147,14 +149,14 @@ def read_ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
 
     def read() -> None:
         try:
-            for table in tables:
-                if not hand_over(table):
+            for item in items:
+                if not hand_over(item):
                     return
             hand_over(end)
         except BaseException as error:  # raised again in the caller's thread
             hand_over(error)
         finally:
-            close = getattr(tables, "close", None)
+            close = getattr(items, "close", None)
             if close:
                 close()
 
