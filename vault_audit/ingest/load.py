@@ -86,10 +86,9 @@ def load_source(
 
             staged = _staged_batches(connection, kind, source, verifier, progress)
             with contextlib.closing(staged):
-                for stage, token_map in staged:
+                for stage, fields, token_map in staged:
                     if token_map is not None:
                         verifier.collect(connection, token_map)
-                    fields = _trimmed(stage, kind.trimmed)
                     normalized = _select_on_batch(connection, normalize, params, stage=fields)
                     quarantined += _quarantine_batch(
                         connection, kind, run_id, name, stage, normalized
@@ -178,7 +177,7 @@ def _staged_batches(
     source: Source,
     verifier: TokenVerifier,
     progress: sources.Progress | None,
-) -> Generator[tuple[pa.Table, pa.Table | None], None, None]:
+) -> Generator[tuple[pa.Table, pa.Table, pa.Table | None], None, None]:
     """The source's batches staged (``_stage_batch``) by a reader thread, one batch
     ahead of the caller, which lands the batch before.
 
@@ -209,9 +208,10 @@ def _stage_batch(
     parse: str,
     batch: pa.Table,
     seen: SourceTokens,
-) -> tuple[pa.Table, pa.Table | None]:
-    """One batch's records as text fields, blank lines left out; for an access log,
-    also its distinct tokens new to the source, for the verifier.
+) -> tuple[pa.Table, pa.Table, pa.Table | None]:
+    """One batch's records as text fields, blank lines left out, as given (for the
+    quarantine) and trimmed (for the kind's query); for an access log, also its
+    distinct tokens new to the source, for the verifier.
 
     The batch's tokens exist only in Arrow memory here: the staged rows carry their
     SHA-256 and form (``ingest/tokens.py``).
@@ -221,9 +221,10 @@ def _stage_batch(
     blank = pc.fill_null(pc.equal(parsed["parse_error"], "blank"), False)
     if pc.any(blank).as_py():
         parsed = parsed.filter(pc.invert(blank))
-    if kind is not ACCESS_LOG:
-        return parsed, None
-    return fingerprint_tokens(parsed, seen)
+    token_map = None
+    if kind is ACCESS_LOG:
+        parsed, token_map = fingerprint_tokens(parsed, seen)
+    return parsed, _trimmed(parsed, kind.trimmed), token_map
 
 
 def _trimmed(stage: pa.Table, names: tuple[str, ...]) -> pa.Table:
