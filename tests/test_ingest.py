@@ -1050,3 +1050,54 @@ print(reader.execute("select cast(timestamptz '2026-01-01 12:00:00+00' as varcha
         check=True,
     ).stdout.strip()
     assert shown == "2026-01-01 12:00:00+00"
+
+
+def test_a_parquet_batch_is_parsed_in_arrow_exactly_as_the_parse_query_parses_it(tmp_path):
+    import pyarrow as pa
+
+    from vault_audit.ingest.kinds import ACCESS_LOG
+
+    table = pa.table(
+        {
+            "Request_ID": pa.array(["r1", " r2 ", None, "ünïcode"], pa.large_string()),
+            "at": ["2026-01-01T12:00:00Z", "", None, "x"],
+            "status": pa.array([200, -1, None, 2**31 - 1], pa.int32()),
+            "decision": ["allow", "deny", None, "ALLOW"],
+            "token": [hs256(), None, "not a token", ""],
+            "workspace_id": pa.array([1, None, 3, -(2**62)], pa.int64()),
+        }
+    )
+    path = tmp_path / "uses.parquet"
+    pq.write_table(table, path)
+    source = sources.inspect_file(path)
+    [batch] = list(sources.iter_tables(source))
+
+    in_arrow = sources.parsed_in_arrow(source, ACCESS_LOG.columns, batch)
+    va_batch = batch  # noqa: F841  (the query's table, found by DuckDB)
+    by_query = duckdb.sql(sources.parse_sql(source, ACCESS_LOG.columns)).to_arrow_table()
+
+    assert in_arrow is not None
+    assert in_arrow.column_names == by_query.column_names
+    assert in_arrow.to_pylist() == by_query.to_pylist()
+
+
+@pytest.mark.parametrize(
+    "column", [("status", "float64"), ("at", "timestamp"), ("token", "binary")]
+)
+def test_a_column_arrow_would_write_otherwise_leaves_the_parse_to_the_query(tmp_path, column):
+    import pyarrow as pa
+
+    from vault_audit.ingest.kinds import ACCESS_LOG
+
+    name, kind = column
+    values = {
+        "float64": pa.array([200.0], pa.float64()),
+        "timestamp": pa.array([datetime(2026, 1, 1, tzinfo=UTC)], pa.timestamp("us", "UTC")),
+        "binary": pa.array([b"abc"], pa.binary()),
+    }[kind]
+    path = tmp_path / "uses.parquet"
+    pq.write_table(pa.table({"request_id": ["r1"], name: values}), path)
+    source = sources.inspect_file(path)
+    [batch] = list(sources.iter_tables(source))
+
+    assert sources.parsed_in_arrow(source, ACCESS_LOG.columns, batch) is None

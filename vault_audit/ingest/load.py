@@ -194,7 +194,7 @@ def _staged_batches(
     try:
         create_macros(reader)
         staged = (
-            _stage_batch(reader, kind, parse, batch, verifier.source_tokens)
+            _stage_batch(reader, kind, source, parse, batch, verifier.source_tokens)
             for batch in _batches_or_empty(source, progress)
         )
         yield from sources.read_ahead(staged)
@@ -205,6 +205,7 @@ def _staged_batches(
 def _stage_batch(
     connection: duckdb.DuckDBPyConnection,
     kind: Kind,
+    source: Source,
     parse: str,
     batch: pa.Table,
     seen: SourceTokens,
@@ -216,7 +217,9 @@ def _stage_batch(
     The batch's tokens exist only in Arrow memory here: the staged rows carry their
     SHA-256 and form (``ingest/tokens.py``).
     """
-    parsed = _select_on_batch(connection, parse, va_batch=batch)
+    parsed = sources.parsed_in_arrow(source, kind.columns, batch)
+    if parsed is None:
+        parsed = _select_on_batch(connection, parse, va_batch=batch)
     # Filtering copies every column, so only a batch with blank lines pays for it.
     blank = pc.fill_null(pc.equal(parsed["parse_error"], "blank"), False)
     if pc.any(blank).as_py():
