@@ -1101,3 +1101,53 @@ def test_a_column_arrow_would_write_otherwise_leaves_the_parse_to_the_query(tmp_
     [batch] = list(sources.iter_tables(source))
 
     assert sources.parsed_in_arrow(source, ACCESS_LOG.columns, batch) is None
+
+
+def test_at_the_end_of_a_source_chunks_no_worker_started_are_checked_here(
+    db, tmp_path, monkeypatch
+):
+    from concurrent.futures import Future
+
+    from vault_audit.ingest import TokenVerifier, verify
+
+    class NeverStarted(Future):
+        def result(self, timeout=None):
+            if not self.done():
+                raise AssertionError("waited for a chunk no worker started")
+            return super().result(timeout)
+
+    class IdlePool:
+        """Workers that never take a chunk."""
+
+        def __init__(self, **_):
+            pass
+
+        def submit(self, function, tokens):
+            return NeverStarted()
+
+        def shutdown(self, cancel_futures=False):
+            pass
+
+    monkeypatch.setattr(verify, "ProcessPoolExecutor", IdlePool)
+    monkeypatch.setattr(verify, "_VERIFY_ROUND", 2)
+    monkeypatch.setattr(verify, "_PARALLEL_FROM", 1)
+    monkeypatch.setattr(verify.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(sources, "_TABLE_BYTES", 1)
+    monkeypatch.setattr(sources, "_ROW_GROUP", 4)
+    monkeypatch.setenv("TEST_JWT_SECRET", SECRET)
+    forged = jwt.encode(claims(sub="forged"), "another-secret-" + "y" * 32, algorithm="HS256")
+    tokens = [hs256(sub=f"user-{index}") for index in range(7)] + [forged]
+    path = write_records(
+        tmp_path / "a.parquet", [use(f"r{i}", token=t) for i, t in enumerate(tokens)]
+    )
+    pq.write_table(pq.read_table(path), path, row_group_size=2)
+
+    verifier = TokenVerifier.from_settings(Settings(jwt_secret_env="TEST_JWT_SECRET"))
+    [result] = ingest(db, path, verifier=verifier)
+
+    assert result.accepted == 8
+    assert verifier.verified == 8
+    assert rows(db, "select signature_status, count(*) from tokens group by all order by 1") == [
+        ("invalid", 1),
+        ("valid", 7),
+    ]
