@@ -126,14 +126,14 @@ class TokenVerifier:
         if tokens:
             self._check(connection, shas, tokens)
         if wait:
-            self._check_unstarted(connection)
+            self._check_unstarted()
         in_flight = sum(len(chunk.shas) for chunk in self._in_flight)
         while self._in_flight and (wait or in_flight > _IN_FLIGHT or self._in_flight[0].done()):
             chunk = self._in_flight.popleft()
             self._store_statuses(connection, chunk.shas, chunk.statuses())
             in_flight -= len(chunk.shas)
 
-    def _check_unstarted(self, connection: duckdb.DuckDBPyConnection) -> None:
+    def _check_unstarted(self) -> None:
         """At the end of a source, check here the chunks no worker has started, newest
         first, while the workers finish the oldest: this process has nothing else to
         do, so every core checks signatures to the end.
@@ -269,8 +269,9 @@ class TokenVerifier:
 
 @dataclass
 class _Chunk:
-    """Tokens handed to the workers: their SHA-256s, the tokens themselves (which the
-    pool holds anyway until a worker takes them), and the statuses to come."""
+    """Tokens handed to the workers: their SHA-256s, the tokens themselves, kept until
+    the statuses are stored (``_IN_FLIGHT`` bounds them, about 1 KB each), and the
+    statuses to come."""
 
     shas: list[str]
     tokens: list[str]
