@@ -19,21 +19,7 @@ def test_the_scale_benchmark_prints_its_table_on_a_tiny_world(tmp_path: Path) ->
     if importlib.util.find_spec("pandas") is not None:
         baselines.append("pandas")
 
-    finished = subprocess.run(
-        [
-            sys.executable,
-            str(SCALE),
-            "--uses",
-            "1000",
-            "--data-dir",
-            str(tmp_path),
-            "--baselines",
-            *baselines,
-        ],  # fmt: skip
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    finished = _scale(tmp_path, "--baselines", *baselines)
 
     assert finished.returncode == 0, finished.stderr
     output = finished.stdout
@@ -69,28 +55,22 @@ def test_the_scale_benchmark_prints_its_table_on_a_tiny_world(tmp_path: Path) ->
 
 
 def test_a_step_over_the_memory_cap_is_stopped_and_shown_as_stopped(tmp_path: Path) -> None:
-    finished = subprocess.run(
-        [
-            sys.executable,
-            str(SCALE),
-            "--uses",
-            "1000",
-            "--data-dir",
-            str(tmp_path),
-            "--baselines",
-            "sqlite",
-            "--memory-cap-mib",
-            "1",
-        ],  # fmt: skip
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    finished = _scale(tmp_path, "--baselines", "sqlite", "--memory-cap-mib", "1")
 
     # vault-audit's own steps over the cap stop the run: no figure of theirs is partial.
     assert finished.returncode != 0
     assert "step simulate" not in finished.stderr
     assert re.search(r"step ingest stopped: over 1 MiB after \d+ s", finished.stderr)
+
+
+def _scale(data_dir: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """``scale.py`` run on a world of 1,000 uses in ``data_dir``."""
+    return subprocess.run(
+        [sys.executable, str(SCALE), "--uses", "1000", "--data-dir", str(data_dir), *options],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def _scale_module():

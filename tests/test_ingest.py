@@ -849,18 +849,26 @@ def test_running_out_of_memory_is_one_line_that_says_what_to_do(tmp_path, monkey
     assert "VAULT_AUDIT_MEMORY_LIMIT" in line and "Traceback" not in result.output
 
 
-def test_workers_check_rounds_while_the_source_is_read_each_token_once(db, tmp_path, monkeypatch):
-    from vault_audit.ingest import TokenVerifier, verify
+def _one_worker_rounds_of_two(monkeypatch) -> list[str]:
+    """Signatures checked by one worker in rounds of two tokens, batches of four rows;
+    seven HS256 tokens under TEST_JWT_SECRET and a forged one, last."""
+    from vault_audit.ingest import verify
 
     monkeypatch.setattr(verify, "_VERIFY_ROUND", 2)
-    monkeypatch.setattr(verify, "_IN_FLIGHT", 3)
     monkeypatch.setattr(verify, "_PARALLEL_FROM", 1)
     monkeypatch.setattr(verify.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(sources, "_TABLE_BYTES", 1)
     monkeypatch.setattr(sources, "_ROW_GROUP", 4)
     monkeypatch.setenv("TEST_JWT_SECRET", SECRET)
     forged = jwt.encode(claims(sub="forged"), "another-secret-" + "y" * 32, algorithm="HS256")
-    tokens = [hs256(sub=f"user-{index}") for index in range(7)] + [forged]
+    return [hs256(sub=f"user-{index}") for index in range(7)] + [forged]
+
+
+def test_workers_check_rounds_while_the_source_is_read_each_token_once(db, tmp_path, monkeypatch):
+    from vault_audit.ingest import TokenVerifier, verify
+
+    monkeypatch.setattr(verify, "_IN_FLIGHT", 3)
+    tokens = _one_worker_rounds_of_two(monkeypatch)
     # Each token comes back after batches without it, maybe while it is being checked.
     records = [use(f"r{index}", token=tokens[(index * 3) % 8]) for index in range(64)]
     path = write_records(tmp_path / "a.parquet", records)
@@ -1129,14 +1137,7 @@ def test_at_the_end_of_a_source_chunks_no_worker_started_are_checked_here(
             pass
 
     monkeypatch.setattr(verify, "ProcessPoolExecutor", IdlePool)
-    monkeypatch.setattr(verify, "_VERIFY_ROUND", 2)
-    monkeypatch.setattr(verify, "_PARALLEL_FROM", 1)
-    monkeypatch.setattr(verify.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(sources, "_TABLE_BYTES", 1)
-    monkeypatch.setattr(sources, "_ROW_GROUP", 4)
-    monkeypatch.setenv("TEST_JWT_SECRET", SECRET)
-    forged = jwt.encode(claims(sub="forged"), "another-secret-" + "y" * 32, algorithm="HS256")
-    tokens = [hs256(sub=f"user-{index}") for index in range(7)] + [forged]
+    tokens = _one_worker_rounds_of_two(monkeypatch)
     path = write_records(
         tmp_path / "a.parquet", [use(f"r{i}", token=t) for i, t in enumerate(tokens)]
     )
