@@ -33,6 +33,11 @@ def test_the_scale_benchmark_prints_its_table_on_a_tiny_world(tmp_path: Path) ->
         "sqlite: correlation query",
     ):
         assert re.search(rf"\| {re.escape(label)} \| \d+\.\d\d \|", output), label
+    if "pandas" in baselines:
+        # Both pandas steps: every file read whole, and only the columns the rules use.
+        for label in ("pandas: read + decode", "pandas, used columns only: read + decode"):
+            assert re.search(rf"\| {re.escape(label)} \+ correlate \| \d+\.\d\d \|", output)
+        assert re.search(r"token uses in scope: .*pandas \(used columns only\) \d", output)
     assert "target under 4,096 MiB" in output
     assert re.search(r"check vs the bare range join on the same store: .*\d+\.\dx", output)
 
@@ -103,7 +108,7 @@ def test_a_baseline_stopped_over_the_cap_is_a_lower_bound_and_the_run_goes_on(
 
     monkeypatch.setattr(scale, "run_step", run_step)
     results = scale.measure_size(1000, 0, tmp_path, ["pandas", "sqlite"], keep=False)
-    assert ran[ran.index("pandas") + 1 :] == ["sqlite-load", "sqlite-query"]
+    assert ran[ran.index("pandas") + 1 :] == ["pandas-columns", "sqlite-load", "sqlite-query"]
 
     table = scale.render_results(results)
     assert (
